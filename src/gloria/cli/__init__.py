@@ -1,0 +1,1 @@
+"""The ``gloria`` command line: ``main(argv)`` and one small module per subcommand."""

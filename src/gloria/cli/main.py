@@ -1,0 +1,65 @@
+"""Entry point of the ``gloria`` command: builds the sub-command parser from one module per command.
+
+Each command module defines ``register(subparsers) -> None`` which adds its parser and sets
+``func=run`` (a callable taking the parsed namespace and returning an exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# command name -> module under gloria.cli (each module registers exactly that command)
+COMMANDS: dict[str, str] = {
+    "synth": "synth",
+    "prepare": "prepare",
+    "validate-data": "validate_data",
+    "train": "train",
+    "zero-shot": "zero_shot",
+    "retrieve": "retrieve",
+    "embed": "embed",
+    "attend": "attend",
+    "convert": "convert",
+    "export": "export",
+    "demo": "demo",
+}
+
+log = logging.getLogger("gloria")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gloria",
+        description="GLoRIA for chest X-rays: data, training, zero-shot, retrieval, grounding.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"gloria.cli.{module_name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        log.error("%s", err)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
