@@ -29,11 +29,15 @@ class TextFeatures:
     words:        [K, D, T] word vectors, channels first (release: ``text_emb_l``); slot 0 is [CLS],
                   slots 1..n_k the words, slot n_k+1 [SEP], later slots zero
     embedding:    [K, D] global text vector (release: ``text_emb_g``)
-    word_mask:    [K, T] bool, True on the slots the local loss uses by default (CLS and the real words)
+    word_mask:    [K, T] bool, True on the slots the local loss uses by default: CLS and every real word
+                  (slots 0..n_k, n_k the true word count)
+    legacy_word_counts: [K] long, n_k as the release counted it (aggregated words not starting with "[",
+                  so an [UNK] word is not counted); the release's local loss used slots 0..n_k of that count
     word_strings: per text, the aggregated word strings of every slot ("[CLS]", words, "[SEP]", "[PAD]"...)
     """
 
     words: Tensor
     embedding: Tensor
     word_mask: Tensor
+    legacy_word_counts: Tensor
     word_strings: list[list[str]]

@@ -1,0 +1,1 @@
+"""Helpers shared by tests (fixture writers in the real file formats)."""
