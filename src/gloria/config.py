@@ -199,7 +199,9 @@ def to_dict(obj: Any) -> dict[str, Any]:
 def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from a mapping, checking keys and types; errors name the dotted key."""
     if not isinstance(data, Mapping):
-        raise ValueError(f"config section {where or cls.__name__!r} must be a mapping, got {type(data).__name__}")
+        raise ValueError(
+            f"config section {where or cls.__name__!r} must be a mapping, got {type(data).__name__}"
+        )
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
