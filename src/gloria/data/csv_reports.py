@@ -124,7 +124,7 @@ def report_records(frame: pd.DataFrame, labels: Sequence[str] = ()) -> list[Imag
             patient_id=str(patient),
             study_id=str(study),
             view=str(view),
-            labels={name: float(frame.at[index, name]) for name in labels},
+            labels={name: float(frame.at[index, name]) for name in labels},  # type: ignore[arg-type]
         )
         for index, row_path, report, split, patient, study, view in zip(
             frame.index, frame["path"], frame["report"], frame["split"], frame["patient_id"], studies, views
