@@ -128,9 +128,10 @@ def balance_negatives(train: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
 def load_mask(rles: tuple[str, ...], size: int | None = None) -> npt.NDArray[np.uint8]:
     """Union mask uint8 {0, 1} [1024, 1024], or [size, size] resized with nearest and re-binarised."""
     mask = rle_decode_union(rles, SIIM_SIZE, SIIM_SIZE)
-    if size is not None and size != SIIM_SIZE:
-        mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
-    return (mask > 0).astype(np.uint8)
+    if size is None or size == SIIM_SIZE:
+        return mask
+    resized = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
+    return (np.asarray(resized) > 0).astype(np.uint8)
 
 
 def segmentation_records(frame: pd.DataFrame, dicoms: dict[str, Path]) -> list[SegmentationRecord]:
