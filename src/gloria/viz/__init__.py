@@ -1,0 +1,1 @@
+"""Pictures of the evaluation: attention maps mapped back to original pixels (``maps``), plots (``plots``)."""
