@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -80,16 +81,16 @@ class ImageEncoder(nn.Module):
             raise ValueError(f"embed_dim must be positive, got {embed_dim}")
         self.cfg = cfg
         self.backbone = cfg.backbone
-        self.model = build_trunk(cfg.backbone, cfg.imagenet_init)
+        trunk: Any = build_trunk(cfg.backbone, cfg.imagenet_init)  # torchvision ResNet or DenseNet
         if cfg.backbone in RESNETS:
-            self.region_dim = int(self.model.layer4[0].conv1.in_channels)  # layer3 output channels
-            self.feature_dim = int(self.model.fc.in_features)
-            self.model.fc = nn.Identity()
+            self.region_dim = int(trunk.layer4[0].conv1.in_channels)  # layer3 output channels
+            self.feature_dim = int(trunk.fc.in_features)
+            trunk.fc = nn.Identity()
         else:
-            features = self.model.features
-            self.region_dim = int(features.transition3.norm.num_features)  # dense block 3 output channels
-            self.feature_dim = int(self.model.classifier.in_features)
-            self.model.classifier = nn.Identity()
+            self.region_dim = int(trunk.features.transition3.norm.num_features)  # dense block 3 output
+            self.feature_dim = int(trunk.classifier.in_features)
+            trunk.classifier = nn.Identity()
+        self.model: nn.Module = trunk
         self.input_resize: nn.Module = InputResize(cfg.input_resize) if cfg.input_resize else nn.Identity()
         self.global_embedder = nn.Linear(self.feature_dim, embed_dim)
         self.local_embedder = nn.Conv2d(self.region_dim, embed_dim, kernel_size=1, bias=False)
@@ -118,18 +119,19 @@ class ImageEncoder(nn.Module):
             raise ValueError(f"images must be a [B, 3, H, W] tensor, got {shape}")
 
     def forward_trunk(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """images [B, 3, H, W] -> (stride-16 features [B, C3, h, w], pooled feature [B, C4]), after the resize."""
+        """images [B, 3, H, W] -> (stride-16 features [B, C3, h, w], pooled [B, C4]), after the resize."""
         self.check_images(images)
         x = self.input_resize(images)
         if self.backbone in RESNETS:
-            m = self.model
+            m: Any = self.model
             x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
             x = m.layer2(m.layer1(x))
             local = m.layer3(x)  # [B, C3, h, w]
             pooled = torch.flatten(m.avgpool(m.layer4(local)), 1)  # [B, C4]
             return local, pooled
         local_dn: Tensor | None = None
-        for name, module in self.model.features.named_children():
+        features: nn.Module = self.model.features  # type: ignore[assignment]
+        for name, module in features.named_children():
             x = module(x)
             if name == DENSENET_REGION_BLOCK:
                 local_dn = x

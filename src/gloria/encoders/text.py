@@ -64,10 +64,10 @@ def load_pretrained_text_model(name: str, *, allow_download: bool = False) -> tu
                 f"(model.safetensors or pytorch_model.bin) and the tokenizer files (vocab.txt). ({err})"
             ) from None
         raise FileNotFoundError(
-            f"text model {name!r} is not available offline: it is neither a local directory nor in the Hugging "
-            f"Face cache ({_hub_cache_dir()}). Download it once on a connected machine "
-            f"(`huggingface-cli download {name}`) and copy the cache, or set the text model to a local directory "
-            "holding config.json, the weights and vocab.txt."
+            f"text model {name!r} is not available offline: it is neither a local directory nor in the "
+            f"Hugging Face cache ({_hub_cache_dir()}). Download it once on a connected machine "
+            f"(`huggingface-cli download {name}`) and copy the cache, or set the text model to a local "
+            "directory holding config.json, the weights and vocab.txt."
         ) from None
     return model, tokenizer
 
@@ -91,18 +91,16 @@ class TextEncoder(nn.Module):
                 )
             vocab_path = resolve_vocab_file(cfg.vocab_file)
             self.tokenizer = BertTokenizer(vocab=str(vocab_path), do_lower_case=cfg.do_lower_case)
-            bert_cfg = BertConfig(
-                vocab_size=len(self.tokenizer.get_vocab()),
-                attn_implementation="eager",
-                **dict(cfg.bert_config),
-            )
+            bert_kwargs: dict[str, Any] = {"attn_implementation": "eager", **dict(cfg.bert_config)}
+            bert_cfg = BertConfig(vocab_size=len(self.tokenizer.get_vocab()), **bert_kwargs)
             self.model: BertModel = BertModel(bert_cfg, add_pooling_layer=True)
         else:
             self.model, self.tokenizer = load_pretrained_text_model(cfg.model, allow_download=allow_download)
         n_layers = int(self.model.config.num_hidden_layers)
         if cfg.last_n_layers > n_layers + 1:
             raise ValueError(
-                f"text.last_n_layers={cfg.last_n_layers} exceeds the {n_layers + 1} hidden states of {cfg.model!r}"
+                f"text.last_n_layers={cfg.last_n_layers} exceeds the {n_layers + 1} hidden states "
+                f"of {cfg.model!r}"
             )
         self.embedding_dim = int(self.model.config.hidden_size)
         self.aggregator = WordPieceAggregator.from_tokenizer(self.tokenizer, merge_pieces=cfg.agg_tokens)
@@ -132,11 +130,13 @@ class TextEncoder(nn.Module):
             raise ValueError(f"caption_ids must be [K, T], got shape {tuple(ids.shape)}")
         if attention_mask.shape != ids.shape:
             raise ValueError(
-                f"attention_mask shape {tuple(attention_mask.shape)} differs from caption_ids {tuple(ids.shape)}"
+                f"attention_mask shape {tuple(attention_mask.shape)} differs from caption_ids "
+                f"{tuple(ids.shape)}"
             )
         if token_type_ids is not None and token_type_ids.shape != ids.shape:
             raise ValueError(
-                f"token_type_ids shape {tuple(token_type_ids.shape)} differs from caption_ids {tuple(ids.shape)}"
+                f"token_type_ids shape {tuple(token_type_ids.shape)} differs from caption_ids "
+                f"{tuple(ids.shape)}"
             )
         out = self.model(
             input_ids=ids,
@@ -146,10 +146,8 @@ class TextEncoder(nn.Module):
             return_dict=True,
         )
         n = self.cfg.last_n_layers
-        if n > 1:
-            states = torch.stack(out.hidden_states[-n:], dim=1)  # [K, L, T, H]
-        else:
-            states = out.last_hidden_state.unsqueeze(1)  # [K, 1, T, H]
+        # [K, L, T, H]
+        states = torch.stack(out.hidden_states[-n:], dim=1) if n > 1 else out.last_hidden_state.unsqueeze(1)
 
         if self.cfg.agg_tokens:
             agg = self.aggregator(states, ids)

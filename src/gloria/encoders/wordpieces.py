@@ -95,7 +95,7 @@ class WordPieceAggregator:
     def plan(self, ids: Tensor) -> WordSlots:
         """The slot of every token of ``ids`` [K, T] (no Python loop over tokens)."""
         self._check_ids(ids)
-        K, T = ids.shape
+        T = ids.shape[1]
         is_piece, _ = self._tables(ids.device)
         sep = ids == self.sep_id  # [K, T]
         # tokens strictly after the first [SEP] are dropped
@@ -103,10 +103,7 @@ class WordPieceAggregator:
         valid = ~after_sep
         first = torch.zeros_like(sep)
         first[:, :1] = True
-        if self.merge_pieces:
-            starts = valid & (~is_piece[ids] | sep | first)
-        else:
-            starts = valid.clone()
+        starts = valid & (~is_piece[ids] | sep | first) if self.merge_pieces else valid.clone()
         slot = torch.cumsum(starts.long(), dim=1) - 1  # [K, T]
         slot = torch.where(valid, slot, torch.full_like(slot, T))
         return WordSlots(slot=slot, n_slots=starts.sum(dim=1), has_sep=sep.any(dim=1), starts=starts)
@@ -130,7 +127,8 @@ class WordPieceAggregator:
         states = hidden.unsqueeze(1) if squeeze else hidden
         if states.ndim != 4 or states.shape[0] != K or states.shape[2] != T:
             raise ValueError(
-                f"hidden states must be [K, L, T, H] or [K, T, H] with K={K}, T={T}; got {tuple(hidden.shape)}"
+                f"hidden states must be [K, L, T, H] or [K, T, H] with K={K}, T={T}; "
+                f"got {tuple(hidden.shape)}"
             )
         L, H = states.shape[1], states.shape[3]
         # flat target index k * (T + 1) + slot; slot T collects the dropped tokens and is cut off
