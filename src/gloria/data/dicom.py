@@ -51,9 +51,24 @@ def read_dataset(path: str | Path) -> Dataset:
     try:
         return pydicom.dcmread(path)
     except InvalidDicomError as err:
-        raise ValueError(f"{path} is not a readable DICOM file: {err}") from err
+        forced = _read_without_preamble(path)
+        if forced is None:
+            raise ValueError(f"{path} is not a readable DICOM file: {err}") from err
+        return forced
     except (OSError, EOFError, KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path}: corrupt DICOM file ({type(err).__name__}: {err})") from err
+
+
+def _read_without_preamble(path: Path) -> Dataset | None:
+    """Old files without the 128-byte preamble / ``DICM`` marker: parsed with ``force=True``, accepted only
+    when they describe an image (Rows, Columns and PixelData present)."""
+    try:
+        ds = pydicom.dcmread(path, force=True)
+        if all(key in ds for key in ("Rows", "Columns", "PixelData")):
+            return ds
+    except Exception:  # any parse failure means "not DICOM"
+        return None
+    return None
 
 
 def pixel_array(ds: Dataset, path: str | Path) -> np.ndarray:
@@ -86,6 +101,18 @@ def pixel_array(ds: Dataset, path: str | Path) -> np.ndarray:
     if arr.ndim != 2:
         raise ValueError(f"{path}: expected a 2-D image, got pixel array of shape {arr.shape}")
     return arr
+
+
+def _widen_8bit_voi_lut(ds: Dataset) -> None:
+    """Declare an 8-bit VOI LUT as 16-bit (same values) in place.
+
+    pydicom's ``apply_voi`` indexes through an array of the LUT's entry dtype, so with 8-bit entries and more
+    than 256 of them the indices wrap around (uint8); 16-bit entries give the same values without wrapping.
+    """
+    for item in ds.get("VOILUTSequence", []):
+        descriptor = [int(v) for v in item.LUTDescriptor]
+        if descriptor[2] == 8:
+            item.LUTDescriptor = [descriptor[0], descriptor[1], 16]
 
 
 def _voi_output_range(ds: Dataset) -> tuple[float, float] | None:
@@ -124,9 +151,10 @@ def voi_pixels(ds: Dataset, arr: np.ndarray) -> np.ndarray:
     """Display intensities in [0, 1] (float64 [H, W]): modality LUT, VOI LUT/window, MONOCHROME1 inverted.
 
     With a VOI LUT or window the window's output range maps to [0, 1] (values outside the window saturate);
-    without one, the image's own min..max does.
+    without one, the image's own min..max does. An 8-bit VOI LUT descriptor in ``ds`` is rewritten as 16-bit.
     """
     values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
+    _widen_8bit_voi_lut(ds)
     out_range = _voi_output_range(ds)
     if out_range is not None:
         source = values if not ds.get("VOILUTSequence") else np.rint(values).astype(np.int64)
@@ -171,4 +199,10 @@ def read_dicom(path: str | Path, *, mode: DicomMode = "voi", out_dtype: Any = np
         if np.dtype(out_dtype) == np.uint8:
             return eight_bit
         return _to_dtype(eight_bit.astype(np.float64) / 255.0, out_dtype)
-    return _to_dtype(voi_pixels(ds, arr), out_dtype)
+    try:
+        unit = voi_pixels(ds, arr)
+    except (ValueError, NotImplementedError, OverflowError, AttributeError, KeyError, IndexError) as err:
+        raise ValueError(
+            f"{path}: invalid modality/VOI LUT attributes ({type(err).__name__}: {err})"
+        ) from err
+    return _to_dtype(unit, out_dtype)

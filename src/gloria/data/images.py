@@ -100,7 +100,14 @@ def read_image(source: ImageSource | Any, *, dicom_mode: DicomMode = "voi") -> n
             raise FileNotFoundError(f"image file not found: {path}")
         if is_dicom(path):
             return read_dicom(path, mode=dicom_mode, out_dtype=np.uint8)
-        return _read_raster(path)
+        try:
+            return _read_raster(path)
+        except ValueError:
+            try:  # a DICOM without preamble and without a .dcm name
+                return read_dicom(path, mode=dicom_mode, out_dtype=np.uint8)
+            except (ValueError, RuntimeError):
+                pass
+            raise
     if hasattr(source, "convert") and hasattr(source, "size"):  # PIL.Image.Image without importing PIL
         return array_to_gray(np.asarray(source.convert("L")), name="PIL image")
     raise ValueError(f"cannot read an image from a {type(source).__name__}; pass a path, array or PIL image")
