@@ -1,0 +1,81 @@
+"""Worker for the 2-process gloo test of the gathered GLoRIA loss: fixed inputs, a shared linear 'encoder'
+wrapped in DDP; each rank writes its loss and parameter gradients for the parent test to compare."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from gloria.config import AlignmentConfig
+from gloria.training.distributed import gathered_gloria_loss
+from gloria.types import ImageFeatures, TextFeatures
+
+D_IN, D, H, W, T = 6, 5, 3, 3, 7
+
+
+class ToyEncoders(nn.Module):
+    """Linear maps standing in for the towers, so gradients reach shared parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.region_proj = nn.Conv2d(D_IN, D, 1, bias=False)
+        self.image_proj = nn.Linear(D_IN, D)
+        self.word_proj = nn.Linear(D_IN, D)
+        self.text_proj = nn.Linear(D_IN, D)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> tuple[ImageFeatures, TextFeatures]:
+        image = ImageFeatures(
+            regions=self.region_proj(inputs["regions"]), embedding=self.image_proj(inputs["image"])
+        )
+        words = self.word_proj(inputs["words"].transpose(1, 2)).transpose(1, 2)  # [K, D, T]
+        text = TextFeatures(
+            words=words,
+            embedding=self.text_proj(inputs["text"]),
+            word_mask=inputs["mask"],
+            legacy_word_counts=inputs["counts"],
+            word_strings=[],
+        )
+        return image, text
+
+
+def make_inputs(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    counts = torch.randint(1, T - 1, (n,), generator=g)
+    mask = torch.arange(T).unsqueeze(0) <= counts.unsqueeze(1)
+    return {
+        "regions": torch.randn(n, D_IN, H, W, generator=g, dtype=torch.float64),
+        "image": torch.randn(n, D_IN, generator=g, dtype=torch.float64),
+        "words": torch.randn(n, D_IN, T, generator=g, dtype=torch.float64) * mask.unsqueeze(1),
+        "text": torch.randn(n, D_IN, generator=g, dtype=torch.float64),
+        "mask": mask,
+        "counts": counts,
+    }
+
+
+def make_model() -> ToyEncoders:
+    torch.manual_seed(1)
+    return ToyEncoders().double()
+
+
+def run(rank: int, world_size: int, batch: int, out_dir: str, port: int) -> None:
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        inputs = make_inputs(batch * world_size)
+        mine = {k: v[rank * batch : (rank + 1) * batch] for k, v in inputs.items()}
+        model = DistributedDataParallel(make_model())
+        image, text = model(mine)
+        losses = gathered_gloria_loss(image, text, AlignmentConfig())
+        losses["loss"].backward()
+        grads = {name: p.grad.detach().clone() for name, p in model.module.named_parameters()}
+        values = {k: v.detach() for k, v in losses.items()}
+        torch.save({"losses": values, "grads": grads}, Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
