@@ -1,0 +1,231 @@
+"""The GLoRIA model: image and text towers, inputs prepared as the release did, and its loss entry points.
+
+State-dict keys equal the release's without the ``gloria.`` prefix (``img_encoder.*``,
+``text_encoder.model.*``). Framework-free: no training loop here (see ``gloria.training``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from gloria.config import AlignmentConfig, GloriaConfig
+from gloria.encoders.image import ImageEncoder
+from gloria.encoders.text import TextEncoder
+from gloria.types import ImageFeatures, TextFeatures
+
+log = logging.getLogger(__name__)
+
+ImageInput = str | Path | np.ndarray
+TEXT_KEYS = ("caption_ids", "attention_mask", "token_type_ids")
+
+
+def release_cap_lens(texts: Sequence[str]) -> list[int]:
+    """The release's ``cap_lens``: per raw text, the number of characters that are not "[" (a release quirk
+    that legacy zero-shot depends on; it is not a word count)."""
+    return [sum(1 for ch in text if ch != "[") for text in texts]
+
+
+def word_mask_from_counts(counts: Tensor, num_slots: int) -> Tensor:
+    """[K] word counts n_k -> [K, T] bool mask of slots 0..n_k (CLS and the words)."""
+    return torch.arange(num_slots, device=counts.device).unsqueeze(0) <= counts.unsqueeze(1)
+
+
+class GLoRIA(nn.Module):
+    """Image tower ``img_encoder`` + text tower ``text_encoder``; the embedding dim D is the text hidden size.
+
+    ``alignment`` holds the temperatures and loss weights (release: ``temp1``..``temp3``).
+    """
+
+    def __init__(self, config: GloriaConfig, *, allow_download: bool = False) -> None:
+        super().__init__()
+        self.config = config
+        self.alignment: AlignmentConfig = config.alignment
+        self.text_encoder = TextEncoder(config.text, allow_download=allow_download)
+        self.img_encoder = ImageEncoder(config.image, embed_dim=self.text_encoder.embedding_dim)
+        self._preprocessor: Any = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.text_encoder.embedding_dim
+
+    # ------------------------------------------------------------------------------------------- encoding
+
+    def encode_images(self, images: Tensor) -> ImageFeatures:
+        """images [B, 3, H, W] -> ImageFeatures(regions [B, D, h, w], embedding [B, D])."""
+        return self.img_encoder(images)
+
+    def encode_texts(self, batch: Mapping[str, Any]) -> TextFeatures:
+        """``batch`` with ``caption_ids``, ``attention_mask``, ``token_type_ids`` [K, T] -> TextFeatures."""
+        for key in TEXT_KEYS[:2]:
+            if key not in batch:
+                raise ValueError(f"text batch is missing key {key!r}; it has {sorted(batch)}")
+        return self.text_encoder(batch["caption_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+
+    def compute_losses(
+        self, image: ImageFeatures, text: TextFeatures, *, legacy_word_counts: bool = False
+    ) -> dict[str, Tensor]:
+        """The GLoRIA objective (method.md 4) -> {"loss", "global_loss", "local_loss", ...} scalars.
+
+        ``legacy_word_counts`` uses the release's word count (words not starting with "[") for the local
+        slots instead of the true count.
+        """
+        from gloria.alignment.losses import gloria_loss
+
+        word_mask = None
+        if legacy_word_counts:
+            word_mask = word_mask_from_counts(text.legacy_word_counts, text.words.shape[2])
+        return gloria_loss(image, text, self.alignment, word_mask=word_mask)
+
+    # ---------------------------------------------------------------------------------- release inputs
+
+    def _image_preprocessor(self) -> Any:
+        if self._preprocessor is None:
+            from gloria.data.transforms import ImagePreprocessor
+
+            self._preprocessor = ImagePreprocessor(self.config.transforms, train=False)
+        return self._preprocessor
+
+    def process_img(
+        self, paths_or_arrays: ImageInput | Sequence[ImageInput], device: torch.device | str | None = None
+    ) -> Tensor:
+        """Read and preprocess images (JPEG/PNG/DICOM paths or arrays) -> [N, 3, crop, crop] on ``device``."""
+        from gloria.data.images import read_image
+
+        if isinstance(paths_or_arrays, str | Path | np.ndarray):
+            sources: list[Any] = [paths_or_arrays]
+        elif isinstance(paths_or_arrays, Sequence):
+            sources = list(paths_or_arrays)
+        else:
+            raise ValueError(
+                "process_img takes a path, a numpy array or a list of them, "
+                f"got {type(paths_or_arrays).__name__}"
+            )
+        if not sources:
+            raise ValueError("process_img got an empty list of images")
+        preprocess = self._image_preprocessor()
+        tensors = []
+        for index, source in enumerate(sources):
+            if not isinstance(source, str | Path | np.ndarray):
+                raise ValueError(
+                    f"image {index} must be a path or a numpy array, got {type(source).__name__}"
+                )
+            tensors.append(preprocess(read_image(source)))
+        return torch.stack(tensors).to(device if device is not None else self.device)
+
+    def process_text(
+        self, texts: str | Sequence[str], device: torch.device | str | None = None, *, keep_short: bool = True
+    ) -> dict[str, Any]:
+        """Clean and tokenise texts (method.md 6) -> the release's keys plus ``word_counts`` and ``texts``.
+
+        caption_ids / attention_mask / token_type_ids [K, T] long; cap_lens list[int] (the release's count of
+        non-"[" characters of each raw text); word_counts [K] long (true words); texts (cleaned strings).
+        ``keep_short=False`` is the release's cleaning, which empties one-word prompts.
+        """
+        from gloria.data.reports import clean_text
+
+        raw = [texts] if isinstance(texts, str) else list(texts)
+        if not raw:
+            raise ValueError("process_text got an empty list of texts")
+        for index, text in enumerate(raw):
+            if not isinstance(text, str):
+                raise ValueError(f"text {index} must be a string, got {type(text).__name__}: {text!r}")
+        cleaned = [clean_text(text, keep_short=keep_short) for text in raw]
+        tokens = self.text_encoder.tokenizer(
+            cleaned,
+            padding="max_length",
+            truncation=True,
+            max_length=self.config.text.max_length,
+            return_tensors="pt",
+        )
+        target = device if device is not None else self.device
+        ids = tokens["input_ids"].long()
+        word_counts, _ = self.text_encoder.aggregator.count_words(ids)
+        return {
+            "caption_ids": ids.to(target),
+            "attention_mask": tokens["attention_mask"].long().to(target),
+            "token_type_ids": tokens["token_type_ids"].long().to(target),
+            "cap_lens": release_cap_lens(raw),
+            "word_counts": word_counts.to(target),
+            "texts": cleaned,
+        }
+
+    def process_class_prompts(
+        self, class_prompts: Mapping[str, str | Sequence[str]], device: torch.device | str | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """{class: prompts} -> {class: process_text(prompts)}."""
+        if not class_prompts:
+            raise ValueError("process_class_prompts got no classes")
+        return {name: self.process_text(prompts, device) for name, prompts in class_prompts.items()}
+
+    # --------------------------------------------------------------------------------- release forward
+
+    def image_encoder_forward(self, imgs: Tensor) -> tuple[Tensor, Tensor]:
+        """imgs [N, 3, H, W] -> (img_emb_l [N, D, h, w], img_emb_g [N, D])."""
+        features = self.encode_images(imgs)
+        return features.regions, features.embedding
+
+    def text_encoder_forward(
+        self, caption_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, list[list[str]]]:
+        """ids [K, T] -> (text_emb_l [K, D, T], text_emb_g [K, D], sents: T word strings per text)."""
+        features = self.text_encoder(caption_ids, attention_mask, token_type_ids)
+        return features.words, features.embedding, features.word_strings
+
+    def forward(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor, Tensor, Tensor, list[list[str]]]:
+        """Release batch (``imgs``, ``caption_ids``, ``attention_mask``, ``token_type_ids``) ->
+        (img_emb_l [B, D, h, w], img_emb_g [B, D], text_emb_l [B, D, T], text_emb_g [B, D], sents)."""
+        if "imgs" not in batch:
+            raise ValueError(f"batch is missing key 'imgs'; it has {sorted(batch)}")
+        img_emb_l, img_emb_g = self.image_encoder_forward(batch["imgs"])
+        text = self.encode_texts(batch)
+        return img_emb_l, img_emb_g, text.words, text.embedding, text.word_strings
+
+    def calc_loss(
+        self,
+        img_emb_l: Tensor,
+        img_emb_g: Tensor,
+        text_emb_l: Tensor,
+        text_emb_g: Tensor,
+        sents: Sequence[Sequence[str]],
+    ) -> tuple[Tensor, list[Tensor]]:
+        """The release's training loss -> (loss, attn_maps: per text [1, n_k + 1, h, w], matched pair).
+
+        Word slots 0..n_k with n_k counted as the release did from ``sents`` (words not starting with "[").
+        """
+        from gloria.alignment.attention import two_stage_attention
+
+        if len(sents) != text_emb_l.shape[0]:
+            raise ValueError(f"sents has {len(sents)} texts but text_emb_l has {text_emb_l.shape[0]}")
+        counts = torch.tensor(
+            [sum(1 for word in sent if not word.startswith("[")) for sent in sents],
+            dtype=torch.long,
+            device=text_emb_l.device,
+        )
+        T = text_emb_l.shape[2]
+        word_mask = word_mask_from_counts(counts, T)
+        image = ImageFeatures(regions=img_emb_l, embedding=img_emb_g)
+        text = TextFeatures(
+            words=text_emb_l,
+            embedding=text_emb_g,
+            word_mask=word_mask,
+            legacy_word_counts=counts,
+            word_strings=[list(s) for s in sents],
+        )
+        losses = self.compute_losses(image, text, legacy_word_counts=True)
+        with torch.no_grad():
+            _, attention = two_stage_attention(
+                text_emb_l, img_emb_l, word_mask, self.alignment.attention_temperature
+            )  # [K, T, h, w]
+        attn_maps = [attention[k : k + 1, : int(n) + 1] for k, n in enumerate(counts.tolist())]
+        return losses["loss"], attn_maps
