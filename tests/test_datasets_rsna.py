@@ -1,0 +1,52 @@
+"""RSNA loader: grouping by sorted patientId, boxes kept, the release split on the real labels file."""
+
+from __future__ import annotations
+
+import pytest
+
+from gloria.data.records import boxes_from_json
+from gloria.data.rsna import (
+    detection_records,
+    group_by_patient,
+    patient_split,
+    read_rsna_labels,
+    release_split,
+)
+from support.dataset_fixtures import real_metadata, rsna_patient_id, write_rsna
+
+
+def test_group_sorted_with_boxes(tmp_path):
+    root = write_rsna(tmp_path, 7, images=False)
+    grouped = group_by_patient(read_rsna_labels(root / "stage_2_train_labels.csv"))
+    assert list(grouped["patientId"]) == sorted(rsna_patient_id(i) for i in range(7))
+    assert list(grouped["Target"]) == [1 if i % 3 == 0 else 0 for i in range(7)]
+    assert boxes_from_json(grouped["boxes"].iloc[3]) == ((13.0, 20.0, 30.0, 40.0), (5.0, 6.0, 7.0, 8.0))
+    assert grouped["boxes"].iloc[1] == "[]"
+    grouped["split"] = patient_split(grouped, seed=1)
+    records = detection_records(grouped, root)
+    assert records[3].target == 1 and len(records[3].boxes) == 2
+    assert records[0].path == root / "stage_2_train_images" / f"{rsna_patient_id(0)}.dcm"
+
+
+def test_bad_files(tmp_path):
+    root = write_rsna(tmp_path, 3, images=False)
+    text = (root / "stage_2_train_labels.csv").read_text()
+    (root / "a.csv").write_text(text.replace("Target", "Label"))
+    with pytest.raises(ValueError, match=r"a\.csv: missing column\(s\) \['Target'\]"):
+        read_rsna_labels(root / "a.csv")
+    (root / "b.csv").write_text(text.replace(",,,,0", ",,,,1", 1))
+    with pytest.raises(ValueError, match="row 2 has Target 1 but an empty box"):
+        group_by_patient(read_rsna_labels(root / "b.csv"))
+
+
+def test_release_split_on_real_labels():
+    labels = read_rsna_labels(real_metadata("kaggle_stage_2_train_labels.csv.zip"))
+    grouped = group_by_patient(labels)
+    assert len(labels) == 30227 and len(grouped) == 26684
+    assert grouped["patientId"].is_monotonic_increasing
+    assert int(grouped["Target"].sum()) == 6012
+    split = release_split(grouped)
+    assert split.value_counts().to_dict() == {"train": 18678, "test": 4003, "valid": 4003}
+    ours = patient_split(grouped, seed=0)
+    assert ours.value_counts().to_dict() == {"train": 18678, "test": 4003, "valid": 4003}
+    assert (ours != split).any()
