@@ -132,7 +132,8 @@ def _describe_failure(path: Path, err: BaseException) -> str:
     """Why ``torch.load`` failed, in words a user can act on."""
     text = str(err)
     if zipfile.is_zipfile(path) or "zip archive" in text or "central directory" in text:
-        return f"checkpoint {path} is corrupt or truncated (its zip archive cannot be read: {text.splitlines()[0]})"
+        first = text.splitlines()[0] if text else type(err).__name__
+        return f"checkpoint {path} is corrupt or truncated (its zip archive cannot be read: {first})"
     return (
         f"{path} is not a readable PyTorch checkpoint (torch.save file); "
         f"it may be truncated or of another format: {text.splitlines()[0] if text else type(err).__name__}"

@@ -1,0 +1,51 @@
+"""``gloria convert``: a release ``.ckpt`` -> a safe directory (safetensors + YAML config + metadata)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert a release checkpoint (.ckpt) to model.safetensors + config.yaml + metadata.json",
+        description=(
+            "Read a 2021 release checkpoint without running code from it, check every tensor against the "
+            "model, and write a directory that gloria.load_gloria(DIR) loads without any pickle."
+        ),
+    )
+    parser.add_argument("checkpoint", help="release checkpoint, e.g. pretrained/chexpert_resnet50.ckpt")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument(
+        "--text-model",
+        default=None,
+        help="local directory of the text model (config.json + vocab.txt); default: the checkpoint's "
+        "bert_type from the local Hugging Face cache",
+    )
+    parser.add_argument("--sha256", default=None, help="expected sha256 of the checkpoint (checked)")
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="allow full unpickling (runs code from the file; only for files from a trusted source)",
+    )
+    parser.add_argument("--force", action="store_true", help="replace an existing converted directory")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gloria.pretrained.convert import convert_checkpoint
+
+    out = convert_checkpoint(
+        args.checkpoint,
+        args.out,
+        text_model=args.text_model,
+        trust=args.trust,
+        sha256=args.sha256,
+        overwrite=args.force,
+    )
+    log.info("wrote %s; load it with gloria.load_gloria(%r)", out, str(out))
+    return 0
