@@ -57,12 +57,14 @@ def load_pretrained_text_model(name: str, *, allow_download: bool = False) -> tu
     try:
         model = AutoModel.from_pretrained(source, local_files_only=local_only, attn_implementation="eager")
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-    except OSError as err:
+    except (OSError, ValueError) as err:
         if is_dir:
             raise FileNotFoundError(
                 f"text model directory {str(local_dir)!r} is incomplete: it needs config.json, the weights "
                 f"(model.safetensors or pytorch_model.bin) and the tokenizer files (vocab.txt). ({err})"
             ) from None
+        if isinstance(err, ValueError):
+            raise
         raise FileNotFoundError(
             f"text model {name!r} is not available offline: it is neither a local directory nor in the "
             f"Hugging Face cache ({_hub_cache_dir()}). Download it once on a connected machine "
