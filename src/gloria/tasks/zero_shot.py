@@ -1,0 +1,226 @@
+"""Zero-shot classification from precomputed features (method.md section 5, "zero-shot").
+
+Prompt ensembles: ``max`` over a class's prompts (the release), ``mean`` of prompt embeddings, or ``pairs``
+(positive vs negative prompt softmax, CheXzero-style). Default scores of an image never depend on the other
+images; ``legacy=True`` is the release's formula (z-scored across the images scored together).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import yaml
+from numpy.typing import ArrayLike, NDArray
+from torch import Tensor
+
+from gloria.alignment.similarity import (
+    combine_default,
+    combine_legacy,
+    cosine_matrix,
+    default_local_similarity,
+    legacy_local_similarity,
+    zscore,
+)
+from gloria.config import AlignmentConfig
+from gloria.tasks import metrics as M
+from gloria.tasks.embed import EncodedTexts, TextModel, embed_texts
+from gloria.types import ImageFeatures
+
+log = logging.getLogger(__name__)
+
+Ensemble = Literal["max", "mean", "pairs"]
+ENSEMBLES: tuple[Ensemble, ...] = ("max", "mean", "pairs")
+NEGATIVE_TEMPLATE = "no {finding}"
+
+
+def default_negatives(class_names: Sequence[str], template: str = NEGATIVE_TEMPLATE) -> dict[str, list[str]]:
+    """One negative prompt per class, e.g. "no pleural effusion" (``template`` uses ``{finding}``)."""
+    return {name: [template.format(finding=name.lower())] for name in class_names}
+
+
+def load_prompt_file(path: str | Path) -> tuple[dict[str, list[str]], dict[str, list[str]] | None]:
+    """Prompts from YAML/JSON: ``{class: [prompts]}`` or ``{positive: {...}, negative: {...}}``.
+
+    Returns (positive, negative or None). Errors name the file and the offending class.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"prompt file not found: {p}")
+    data = json.loads(p.read_text()) if p.suffix == ".json" else yaml.safe_load(p.read_text())
+    if not isinstance(data, Mapping) or not data:
+        raise ValueError(f"{p}: expected a mapping of class -> list of prompts")
+    if "positive" in data:
+        positive = _prompt_map(data["positive"], p, "positive")
+        negative = _prompt_map(data["negative"], p, "negative") if "negative" in data else None
+        return positive, negative
+    return _prompt_map(data, p, "classes"), None
+
+
+def _prompt_map(data: object, path: Path, where: str) -> dict[str, list[str]]:
+    if not isinstance(data, Mapping) or not data:
+        raise ValueError(f"{path}: {where!r} must map class names to lists of prompts")
+    out: dict[str, list[str]] = {}
+    for name, prompts in data.items():
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if not isinstance(prompts, list) or not prompts or not all(isinstance(s, str) for s in prompts):
+            raise ValueError(f"{path}: class {name!r} in {where!r} needs a non-empty list of prompt strings")
+        out[str(name)] = list(prompts)
+    return out
+
+
+@dataclass
+class ClassPrompts:
+    """Encoded prompts of C classes: P texts, ``owner`` [P] class index, ``negative`` [P] bool."""
+
+    class_names: list[str]
+    texts: list[str]
+    encoded: EncodedTexts
+    owner: Tensor
+    negative: Tensor
+
+
+def encode_class_prompts(
+    model: TextModel,
+    positive: Mapping[str, Sequence[str]],
+    negative: Mapping[str, Sequence[str]] | None = None,
+    *,
+    batch_size: int = 64,
+) -> ClassPrompts:
+    """Encode every class's prompts once (positive first, then negatives for ``pairs``)."""
+    names = list(positive)
+    if not names:
+        raise ValueError("no classes given for zero-shot classification")
+    texts: list[str] = []
+    owner: list[int] = []
+    neg: list[bool] = []
+    for is_negative, table in ((False, positive), (True, negative or {})):
+        for name, prompts in table.items():
+            if name not in positive:
+                raise ValueError(f"negative prompts for unknown class {name!r}; classes are {names}")
+            if not prompts:
+                raise ValueError(f"class {name!r} has no prompts")
+            texts += list(prompts)
+            owner += [names.index(name)] * len(prompts)
+            neg += [is_negative] * len(prompts)
+    encoded = embed_texts(model, texts, batch_size=batch_size)
+    return ClassPrompts(names, texts, encoded, torch.tensor(owner), torch.tensor(neg))
+
+
+def _per_class(scores: Tensor, owner: Tensor, n_classes: int, reduce: Literal["max", "mean"]) -> Tensor:
+    """[N, P] -> [N, C] by max or mean over each class's columns."""
+    cols = []
+    for c in range(n_classes):
+        part = scores[:, owner == c]
+        if part.shape[1] == 0:
+            raise ValueError(f"class index {c} has no prompts of this kind")
+        cols.append(part.amax(dim=1) if reduce == "max" else part.mean(dim=1))
+    return torch.stack(cols, dim=1)
+
+
+@torch.no_grad()
+def zero_shot_scores(
+    images: ImageFeatures,
+    prompts: ClassPrompts,
+    alignment: AlignmentConfig,
+    *,
+    ensemble: Ensemble = "max",
+    legacy: bool = False,
+    chunk_size: int = 256,
+) -> Tensor:
+    """Class scores [N, C] of N images (regions [N,D,h,w], embedding [N,D]); argmax = prediction.
+
+    - ``max`` / ``mean`` with ``legacy=False``: global cosine and the default local similarity per prompt;
+      ``max``: each z-scored over one image's positive prompts, averaged, max per class (``gloria.api``'s
+      default). ``mean``: global cosine to the mean of a class's unit prompt embeddings and the mean local
+      score of its prompts, each z-scored over the C classes, averaged.
+    - ``pairs``: both kinds of prompts scored together (z-scored over all of one image's prompts), then per
+      class sigmoid(max positive - max negative): the two-way softmax of CheXzero; scores are in (0, 1).
+    - ``legacy=True`` (``max`` only): the release -- (local + global) / 2 with its local formula, max per
+      class, then every class column z-scored across the N images scored together.
+    """
+    if ensemble not in ENSEMBLES:
+        raise ValueError(f"ensemble must be one of {list(ENSEMBLES)}, got {ensemble!r}")
+    if legacy and ensemble != "max":
+        raise ValueError(f"legacy zero-shot is the release's max ensemble; got ensemble={ensemble!r}")
+    if ensemble == "pairs" and not bool(prompts.negative.any()):
+        raise ValueError("ensemble 'pairs' needs negative prompts")
+    C = len(prompts.class_names)
+    text = prompts.encoded.features
+    use = ~prompts.negative if ensemble != "pairs" else torch.ones_like(prompts.negative)
+    idx = use.nonzero().flatten()
+    words, mask, emb = text.words[idx], text.word_mask[idx], text.embedding[idx]
+    owner, negative = prompts.owner[idx], prompts.negative[idx]
+    out = []
+    for start in range(0, images.embedding.shape[0], chunk_size):
+        regions = images.regions[start : start + chunk_size]
+        img_emb = images.embedding[start : start + chunk_size]
+        if legacy:
+            cap_lens = [prompts.encoded.cap_lens[int(i)] for i in idx]
+            texts = [prompts.texts[int(i)] for i in idx]
+            glob = cosine_matrix(img_emb, emb)
+            local = legacy_local_similarity(regions, words, cap_lens, texts)
+            out.append(_per_class(combine_legacy(glob, local), owner, C, "max"))
+            continue
+        local = default_local_similarity(regions, words, mask, alignment)
+        if ensemble == "mean":
+            unit = torch.nn.functional.normalize(emb, dim=1, eps=1e-8)
+            centroids = torch.stack([unit[owner == c].mean(dim=0) for c in range(C)])
+            glob_c = cosine_matrix(img_emb, centroids)
+            out.append(combine_default(glob_c, _per_class(local, owner, C, "mean")))
+            continue
+        both = combine_default(cosine_matrix(img_emb, emb), local)  # [n, P]
+        if ensemble == "max":
+            out.append(_per_class(both, owner, C, "max"))
+        else:
+            pos = _per_class(both.masked_fill(negative, float("-inf")), owner, C, "max")
+            neg = _per_class(both.masked_fill(~negative, float("-inf")), owner, C, "max")
+            out.append(torch.sigmoid(pos - neg))
+    scores = torch.cat(out)
+    if legacy and scores.shape[0] > 1:
+        scores = zscore(scores, dim=0)
+    return scores
+
+
+def evaluate_scores(
+    scores: ArrayLike,
+    labels: ArrayLike,
+    class_names: Sequence[str],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, object]:
+    """Accuracy, macro F1, per-class AUROC (one vs rest), confusion matrix, with bootstrap 95% intervals."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    C = len(class_names)
+    if s.ndim != 2 or s.shape != (y.shape[0], C):
+        raise ValueError(f"scores must be [N, C] = [{y.shape[0]}, {C}], got {s.shape}")
+    pred = s.argmax(axis=1)
+
+    def acc(i: NDArray[np.int64]) -> float:
+        return M.accuracy(y[i], pred[i])
+
+    def f1(i: NDArray[np.int64]) -> float:
+        return M.macro_f1(y[i], pred[i], C)
+
+    def mean_auc(i: NDArray[np.int64]) -> float:
+        return float(np.nanmean(M.per_class_auroc(y[i], s[i]))) if len(np.unique(y[i])) > 1 else float("nan")
+
+    aurocs = M.per_class_auroc(y, s)
+    return {
+        "n": int(y.shape[0]),
+        "classes": list(class_names),
+        "accuracy": M.bootstrap_ci(acc, len(y), n_boot=n_boot, seed=seed).as_dict(),
+        "macro_f1": M.bootstrap_ci(f1, len(y), n_boot=n_boot, seed=seed).as_dict(),
+        "mean_auroc": M.bootstrap_ci(mean_auc, len(y), n_boot=n_boot, seed=seed).as_dict(),
+        "auroc": {name: float(a) for name, a in zip(class_names, aurocs, strict=True)},
+        "confusion_matrix": M.confusion_matrix(y, pred, C).tolist(),
+    }

@@ -1,0 +1,133 @@
+"""Zero-shot from precomputed features: legacy equals the release API, default is batch-independent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gloria.api import zero_shot_classification
+from gloria.tasks import zero_shot as Z
+
+# the tiny preset has 32 word slots: the release's legacy slice needs prompts of at most 31 characters
+SHORT = {
+    "Atelectasis": ["linear atelectasis", "trace atelectasis at base"],
+    "Cardiomegaly": ["cardiomegaly unchanged", "heart size enlarged"],
+    "Pleural Effusion": ["small left effusion", "bilateral pleural effusion", "trace effusion"],
+}
+PROMPTS = {
+    "Atelectasis": ["mild linear atelectasis at the lung bases", "trace atelectasis at the left lung base"],
+    "Cardiomegaly": ["cardiomegaly unchanged", "heart size is borderline enlarged"],
+    "Pleural Effusion": ["small left pleural effusion", "bilateral pleural effusion", "trace effusion"],
+}
+
+
+@pytest.fixture()
+def images(tiny_model):
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(7, 3, 64, 64, generator=g)
+
+
+def test_legacy_equals_the_release_api(tiny_model, images) -> None:
+    prompts = Z.encode_class_prompts(tiny_model, SHORT)
+    with torch.no_grad():
+        feats = tiny_model.encode_images(images)
+    ours = Z.zero_shot_scores(feats, prompts, tiny_model.config.alignment, legacy=True, chunk_size=3)
+    api = zero_shot_classification(tiny_model, images, tiny_model.process_class_prompts(SHORT), legacy=True)
+    assert list(api.columns) == list(SHORT)
+    np.testing.assert_allclose(ours.numpy(), api.to_numpy(), rtol=1e-5, atol=1e-5)
+    # and the release's z-scoring across images: every column has mean 0, population std 1
+    np.testing.assert_allclose(ours.mean(0).numpy(), 0, atol=1e-5)
+    np.testing.assert_allclose(ours.std(0, correction=0).numpy(), 1, atol=1e-4)
+
+
+def test_default_max_equals_api_and_is_batch_independent(tiny_model, images) -> None:
+    prompts = Z.encode_class_prompts(tiny_model, PROMPTS)
+    with torch.no_grad():
+        feats = tiny_model.encode_images(images)
+    cfg = tiny_model.config.alignment
+    whole = Z.zero_shot_scores(feats, prompts, cfg)
+    api = zero_shot_classification(tiny_model, images, tiny_model.process_class_prompts(PROMPTS))
+    np.testing.assert_allclose(whole.numpy(), api.to_numpy(), rtol=1e-5, atol=1e-5)
+    for ensemble in ("max", "mean"):
+        full = Z.zero_shot_scores(feats, prompts, cfg, ensemble=ensemble, chunk_size=7)
+        for i in (0, 4):
+            one = type(feats)(regions=feats.regions[i : i + 1], embedding=feats.embedding[i : i + 1])
+            torch.testing.assert_close(Z.zero_shot_scores(one, prompts, cfg, ensemble=ensemble)[0], full[i])
+    # legacy is not batch independent: the same images scored in a smaller group get other scores
+    short = Z.encode_class_prompts(tiny_model, SHORT)
+    legacy_all = Z.zero_shot_scores(feats, short, cfg, legacy=True)
+    legacy_sub = Z.zero_shot_scores(
+        type(feats)(regions=feats.regions[:3], embedding=feats.embedding[:3]), short, cfg, legacy=True
+    )
+    assert not torch.allclose(legacy_sub, legacy_all[:3])
+
+
+def test_pairs_are_probabilities_and_negatives_change_them(tiny_model, images) -> None:
+    negatives = Z.default_negatives(list(PROMPTS))
+    assert negatives["Pleural Effusion"] == ["no pleural effusion"]
+    prompts = Z.encode_class_prompts(tiny_model, PROMPTS, negatives)
+    with torch.no_grad():
+        feats = tiny_model.encode_images(images)
+    cfg = tiny_model.config.alignment
+    pairs = Z.zero_shot_scores(feats, prompts, cfg, ensemble="pairs")
+    assert pairs.shape == (7, 3) and bool(((pairs > 0) & (pairs < 1)).all())
+    # max ignores the negatives entirely
+    without = Z.zero_shot_scores(feats, Z.encode_class_prompts(tiny_model, PROMPTS), cfg)
+    torch.testing.assert_close(Z.zero_shot_scores(feats, prompts, cfg), without)
+    other = Z.encode_class_prompts(
+        tiny_model, PROMPTS, Z.default_negatives(list(PROMPTS), "{finding} is absent")
+    )
+    assert not torch.allclose(Z.zero_shot_scores(feats, other, cfg, ensemble="pairs"), pairs)
+    with pytest.raises(ValueError, match="needs negative prompts"):
+        Z.zero_shot_scores(feats, Z.encode_class_prompts(tiny_model, PROMPTS), cfg, ensemble="pairs")
+    with pytest.raises(ValueError, match="legacy"):
+        Z.zero_shot_scores(feats, prompts, cfg, ensemble="mean", legacy=True)
+
+
+def test_mean_ensemble_matches_a_plain_loop(tiny_model, images) -> None:
+    from gloria.alignment.similarity import default_local_similarity
+
+    prompts = Z.encode_class_prompts(tiny_model, PROMPTS)
+    with torch.no_grad():
+        feats = tiny_model.encode_images(images)
+    cfg = tiny_model.config.alignment
+    ours = Z.zero_shot_scores(feats, prompts, cfg, ensemble="mean")
+    t = prompts.encoded.features
+    for i in range(7):
+        g, loc_list = [], []
+        for c in range(3):
+            sel = prompts.owner == c
+            unit = torch.nn.functional.normalize(t.embedding[sel], dim=1).mean(0)
+            g.append(torch.nn.functional.cosine_similarity(feats.embedding[i], unit, dim=0))
+            loc = default_local_similarity(feats.regions[i : i + 1], t.words[sel], t.word_mask[sel], cfg)
+            loc_list.append(loc.mean())
+        g_t, l_t = torch.stack(g), torch.stack(loc_list)
+        z = lambda x: (x - x.mean()) / x.std(correction=0)  # noqa: E731
+        torch.testing.assert_close(ours[i], (z(g_t) + z(l_t)) / 2, rtol=1e-4, atol=1e-5)
+
+
+def test_prompt_file_formats_and_errors(tmp_path: Path) -> None:
+    plain = tmp_path / "p.yaml"
+    plain.write_text("Edema:\n  - mild pulmonary edema\nCardiomegaly: enlarged heart\n")
+    pos, neg = Z.load_prompt_file(plain)
+    assert pos == {"Edema": ["mild pulmonary edema"], "Cardiomegaly": ["enlarged heart"]} and neg is None
+    both = tmp_path / "p.json"
+    both.write_text('{"positive": {"Edema": ["edema"]}, "negative": {"Edema": ["lungs are clear"]}}')
+    assert Z.load_prompt_file(both) == ({"Edema": ["edema"]}, {"Edema": ["lungs are clear"]})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("Edema: []\n")
+    with pytest.raises(ValueError, match="'Edema'"):
+        Z.load_prompt_file(bad)
+
+
+def test_evaluate_scores_numbers() -> None:
+    scores = np.array([[2.0, 1.0], [0.5, 1.5], [1.0, 0.0], [0.2, 0.1]])
+    labels = np.array([0, 1, 1, 0])
+    out = Z.evaluate_scores(scores, labels, ["a", "b"], n_boot=50)
+    assert out["accuracy"]["value"] == pytest.approx(0.75)  # type: ignore[index]
+    assert out["confusion_matrix"] == [[2, 0], [1, 1]]
+    # class a: positives scores 2.0, 0.2 vs negatives 0.5, 1.0 -> pairs (2>.5, 2>1, .2<.5, .2<1) = 0.5
+    assert out["auroc"] == {"a": pytest.approx(0.5), "b": pytest.approx(0.5)}
