@@ -112,3 +112,14 @@ def test_missing_and_corrupt_files_are_named(tmp_path: Path) -> None:
     text.write_text("hello")
     with pytest.raises(ValueError, match=r"notes\.png"):
         read_image(str(text))
+
+
+def test_package_reexports_rle_lazily() -> None:
+    import gloria.data as data
+    from gloria.data import rle
+
+    assert data.rle_decode is rle.rle_decode and data.rle_encode is rle.rle_encode
+    mask = data.rle_decode(data.rle_encode(np.eye(4, dtype=np.uint8)), 4, 4)
+    np.testing.assert_array_equal(mask, np.eye(4, dtype=np.uint8))
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = data.no_such_name
