@@ -131,3 +131,36 @@ def test_evaluate_scores_numbers() -> None:
     assert out["confusion_matrix"] == [[2, 0], [1, 1]]
     # class a: positives scores 2.0, 0.2 vs negatives 0.5, 1.0 -> pairs (2>.5, 2>1, .2<.5, .2<1) = 0.5
     assert out["auroc"] == {"a": pytest.approx(0.5), "b": pytest.approx(0.5)}
+
+
+def test_ece_by_hand() -> None:
+    from gloria.tasks import metrics as M
+
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.4, 0.6]])
+    labels = np.array([0, 1, 1, 1])
+    # bins of width 0.5: [0.5,1): all four; confidence mean .75, accuracy .75 -> 0; with 10 bins:
+    # .9 bin: acc 1 conf .9 (.1); .8: acc 0 conf .8 (.8); .7: acc 1 (.3); .6: acc 1 (.4) -> (.1+.8+.3+.4)/4
+    assert M.expected_calibration_error(probs, labels, n_bins=2) == pytest.approx(0.0)
+    assert M.expected_calibration_error(probs, labels, n_bins=10) == pytest.approx(0.4)
+
+
+def test_temperature_and_platt_calibration_recover_the_generating_scale() -> None:
+    rng = np.random.default_rng(0)
+    n, C = 3000, 3
+    logits = rng.normal(size=(n, C)) * 2.0
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = np.array([rng.choice(C, p=p) for p in probs])
+    scores = logits * 5.0  # over-confident scores: the right temperature is 5
+    cal = Z.Calibrator.fit(scores[:2000], labels[:2000], "temperature")
+    assert float(cal.params.exp()) == pytest.approx(5.0, rel=0.1)
+    out = cal(scores[2000:])
+    np.testing.assert_array_equal(out.argmax(1), scores[2000:].argmax(1))
+    from gloria.tasks import metrics as M
+
+    raw = np.exp(scores[2000:] - scores[2000:].max(1, keepdims=True))
+    raw /= raw.sum(1, keepdims=True)
+    assert M.expected_calibration_error(out, labels[2000:]) < M.expected_calibration_error(raw, labels[2000:])
+    platt = Z.Calibrator.fit(scores[:2000], labels[:2000], "platt")
+    p = platt(scores[2000:])
+    np.testing.assert_allclose(p.sum(1), 1.0)
+    assert M.expected_calibration_error(p, labels[2000:]) < M.expected_calibration_error(raw, labels[2000:])

@@ -273,3 +273,21 @@ def contrast_to_noise(heatmap: ArrayLike, mask: ArrayLike) -> float:
     if noise == 0.0:
         return 0.0 if diff == 0.0 else math.inf
     return diff / noise
+
+
+def expected_calibration_error(probs: ArrayLike, y_true: ArrayLike, n_bins: int = 15) -> float:
+    """ECE of the top-class probability: sum over equal-width confidence bins of |accuracy - confidence|
+    weighted by the bin's share of samples. ``probs`` [N, C] rows summing to 1."""
+    p = np.asarray(probs, dtype=np.float64)
+    y = _labels(y_true, "y_true")
+    if p.ndim != 2 or p.shape[0] != y.shape[0]:
+        raise ValueError(f"probs must be [N, C] with N={y.shape[0]}, got {p.shape}")
+    conf = p.max(axis=1)
+    correct = (p.argmax(axis=1) == y).astype(np.float64)
+    bins = np.minimum((conf * n_bins).astype(np.int64), n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        sel = bins == b
+        if sel.any():
+            ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
+    return float(ece)

@@ -224,3 +224,54 @@ def evaluate_scores(
         "auroc": {name: float(a) for name, a in zip(class_names, aurocs, strict=True)},
         "confusion_matrix": M.confusion_matrix(y, pred, C).tolist(),
     }
+
+
+Calibration = Literal["temperature", "platt"]
+
+
+@dataclass
+class Calibrator:
+    """Maps class scores [N, C] to probabilities, fitted on a validation split.
+
+    ``temperature``: softmax(scores / t) with one t > 0 (argmax unchanged); ``platt``: per class
+    sigmoid(a_c * s + b_c) fitted one-vs-rest, renormalised over classes (argmax may change).
+    """
+
+    method: Calibration
+    params: Tensor
+
+    @classmethod
+    def fit(cls, scores: ArrayLike, labels: ArrayLike, method: Calibration, steps: int = 200) -> Calibrator:
+        s = torch.as_tensor(np.asarray(scores), dtype=torch.float64)
+        y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        if s.ndim != 2 or s.shape[0] != y.shape[0] or s.shape[0] == 0:
+            raise ValueError(f"calibration needs scores [N, C] and N labels, got {tuple(s.shape)}, {len(y)}")
+        if method == "temperature":
+            raw = torch.zeros(1, dtype=torch.float64, requires_grad=True)  # t = exp(raw)
+        elif method == "platt":
+            raw = torch.zeros(2, s.shape[1], dtype=torch.float64)
+            raw[0] = 1.0
+            raw.requires_grad_(True)
+        else:
+            raise ValueError(f"calibration must be 'temperature' or 'platt', got {method!r}")
+        opt = torch.optim.LBFGS([raw], lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
+        onehot = torch.nn.functional.one_hot(y, s.shape[1]).to(s.dtype)
+
+        def closure() -> Tensor:
+            opt.zero_grad()
+            if method == "temperature":
+                loss = torch.nn.functional.cross_entropy(s / raw.exp(), y)
+            else:
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(raw[0] * s + raw[1], onehot)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return cls(method, raw.detach())
+
+    def __call__(self, scores: ArrayLike) -> NDArray[np.float64]:
+        s = torch.as_tensor(np.asarray(scores), dtype=torch.float64)
+        if self.method == "temperature":
+            return (s / self.params.exp()).softmax(dim=1).numpy()
+        p = torch.sigmoid(self.params[0] * s + self.params[1])
+        return (p / p.sum(dim=1, keepdim=True)).numpy()
