@@ -3,6 +3,7 @@ its words repeated over the images, as the release structured it). Slow and obvi
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -49,18 +50,54 @@ def local_similarity_loop(
     return torch.stack(cols, dim=1)
 
 
-def global_loss_loop(img: Tensor, txt: Tensor, temp3: float = 10.0, eps: float = 1e-8) -> tuple[Tensor, Tensor]:
+def global_loss_loop(
+    img: Tensor, txt: Tensor, temp3: float = 10.0, eps: float = 1e-8
+) -> tuple[Tensor, Tensor]:
     B = img.shape[0]
-    S = torch.stack([torch.stack([cosine_rows(img[i : i + 1], txt[k : k + 1], eps)[0] for k in range(B)])
-                     for i in range(B)]) * temp3
+    S = (
+        torch.stack(
+            [
+                torch.stack([cosine_rows(img[i : i + 1], txt[k : k + 1], eps)[0] for k in range(B)])
+                for i in range(B)
+            ]
+        )
+        * temp3
+    )
     labels = torch.arange(B)
     return F.cross_entropy(S, labels), F.cross_entropy(S.t(), labels)
 
 
 def local_loss_loop(
-    regions: Tensor, words: Tensor, slots: list[list[int]], temp1: float = 4.0, temp2: float = 5.0,
-    temp3: float = 10.0, agg: str = "sum",
+    regions: Tensor,
+    words: Tensor,
+    slots: list[list[int]],
+    temp1: float = 4.0,
+    temp2: float = 5.0,
+    temp3: float = 10.0,
+    agg: str = "sum",
 ) -> tuple[Tensor, Tensor]:
     S = temp3 * local_similarity_loop(regions, words, slots, temp1, temp2, agg)
     labels = torch.arange(S.shape[0])
     return F.cross_entropy(S, labels), F.cross_entropy(S.t(), labels)
+
+
+def numpy_legacy_local(regions: np.ndarray, words: np.ndarray, cap_lens: list[int]) -> np.ndarray:
+    """The release's zero-shot local similarity, written in numpy from method.md 5 (one pair at a time)."""
+    N, D = regions.shape[:2]
+    out = np.zeros((N, len(cap_lens)))
+    for i in range(N):
+        V = regions[i].reshape(D, -1)
+        for k, c in enumerate(cap_lens):
+            W = words[k][:, 1 : c + 1]
+            a = V.T @ W
+            p = np.exp(a - a.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            e = np.exp(4.0 * p)
+            alpha = e / e.sum(0, keepdims=True)
+            ctx = V @ alpha
+            sims = [
+                W[:, j] @ ctx[:, j] / max(np.linalg.norm(W[:, j]) * np.linalg.norm(ctx[:, j]), 1e-8)
+                for j in range(c)
+            ]
+            out[i, k] = np.log(np.max(np.exp(5.0 * np.array(sims))))
+    return out

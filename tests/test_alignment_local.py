@@ -1,0 +1,109 @@
+"""local_scores vs the plain per-text loop of method.md 3-4: values, gradients, masks, chunks, recompute."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gloria.alignment.local import local_scores
+from support.alignment_reference import local_similarity_loop
+
+TOL = {torch.float64: 1e-8, torch.float32: 1e-4}
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(((a - b).abs().max() / b.abs().max()).detach())
+
+
+def random_case(N: int, K: int, dtype: torch.dtype, D: int = 12, h: int = 3, w: int = 4, T: int = 9):
+    regions = torch.randn(N, D, h, w, dtype=dtype, requires_grad=True)
+    words = torch.randn(K, D, T, dtype=dtype, requires_grad=True)
+    mask = torch.zeros(K, T, dtype=torch.bool)
+    slots = []
+    for k in range(K):
+        count = int(torch.randint(1, T + 1, (1,)))
+        js = sorted(torch.randperm(T)[:count].tolist())  # scattered slots, not only a prefix
+        mask[k, js] = True
+        slots.append(js)
+    return regions, words, mask, slots
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("agg", ["sum", "mean", "max"])
+@pytest.mark.parametrize(
+    ("chunk_size", "image_chunk_size", "recompute"),
+    [(None, None, False), (2, 3, False), (3, 2, True), (1, 1, True)],
+)
+def test_values_and_gradients_equal_loop(dtype, agg, chunk_size, image_chunk_size, recompute) -> None:
+    regions, words, mask, slots = random_case(5, 7, dtype)
+    ours = local_scores(
+        regions,
+        words,
+        mask,
+        attention_temperature=4.0,
+        word_temperature=5.0,
+        agg=agg,
+        chunk_size=chunk_size,
+        image_chunk_size=image_chunk_size,
+        recompute=recompute,
+    )
+    ref = local_similarity_loop(regions, words, slots, 4.0, 5.0, agg)
+    assert ours.dtype == dtype and ours.shape == (5, 7)
+    assert rel_err(ours, ref) <= TOL[dtype]
+    weights = torch.randn_like(ref)
+    g_ours = torch.autograd.grad((ours * weights).sum(), (regions, words))
+    g_ref = torch.autograd.grad((ref * weights).sum(), (regions, words))
+    for a, b in zip(g_ours, g_ref):
+        assert rel_err(a, b) <= TOL[dtype]
+
+
+def test_masked_slots_never_change_scores_or_gradients() -> None:
+    regions, words, mask, _ = random_case(4, 5, torch.float64)
+    kw = {"attention_temperature": 4.0, "word_temperature": 5.0}
+    base = local_scores(regions, words, mask, **kw)
+    junk = words.detach().clone()
+    junk[~mask.unsqueeze(1).expand_as(junk)] = 1e3 * torch.randn(
+        int((~mask).sum()) * words.shape[1], dtype=junk.dtype
+    )
+    junk.requires_grad_(True)
+    other = local_scores(regions, junk, mask, **kw)
+    assert torch.allclose(base, other, rtol=1e-12, atol=1e-12)
+    (g_words,) = torch.autograd.grad(other.sum(), junk)
+    assert torch.all(g_words[~mask.unsqueeze(1).expand_as(g_words)] == 0)
+    # appending padded slots (wider T, all masked) changes nothing either
+    wide = torch.cat([words, torch.randn(5, words.shape[1], 6, dtype=words.dtype)], dim=2)
+    wide_mask = torch.cat([mask, torch.zeros(5, 6, dtype=torch.bool)], dim=1)
+    assert torch.allclose(base, local_scores(regions, wide, wide_mask, **kw), rtol=1e-12, atol=1e-12)
+
+
+def test_permuting_images_and_texts_permutes_the_matrix() -> None:
+    regions, words, mask, _ = random_case(6, 5, torch.float64)
+    kw = {"attention_temperature": 4.0, "word_temperature": 5.0, "chunk_size": 2}
+    base = local_scores(regions, words, mask, **kw)
+    pi, pk = torch.randperm(6), torch.randperm(5)
+    permuted = local_scores(regions[pi], words[pk], mask[pk], **kw)
+    assert torch.allclose(permuted, base[pi][:, pk], rtol=1e-12, atol=1e-12)
+
+
+def test_rectangular_and_float64_preserved() -> None:
+    regions, words, mask, slots = random_case(2, 9, torch.float64)
+    ours = local_scores(regions, words, mask, attention_temperature=3.0, word_temperature=7.0, chunk_size=4)
+    assert ours.dtype == torch.float64
+    assert rel_err(ours, local_similarity_loop(regions, words, slots, 3.0, 7.0)) <= 1e-8
+
+
+def test_bad_shapes_name_the_shapes() -> None:
+    regions, words, mask, _ = random_case(2, 3, torch.float32)
+    kw = {"attention_temperature": 4.0, "word_temperature": 5.0}
+    with pytest.raises(ValueError, match=r"\(2, 11, 3, 4\)"):
+        local_scores(regions[:, 1:], words, mask, **kw)
+    with pytest.raises(ValueError, match=r"word_mask must be \[K, T\] = \(3, 9\).*\(3, 8\)"):
+        local_scores(regions, words, mask[:, 1:], **kw)
+    with pytest.raises(ValueError, match=r"regions must be \[N, D, h, w\], got shape \(2, 12, 12\)"):
+        local_scores(regions.flatten(2), words, mask, **kw)
+    empty = mask.clone()
+    empty[1] = False
+    with pytest.raises(ValueError, match=r"no word slot for text\(s\) \[1\]"):
+        local_scores(regions, words, empty, **kw)
+    with pytest.raises(ValueError, match="agg"):
+        local_scores(regions, words, mask, agg="median", **kw)  # type: ignore[arg-type]
