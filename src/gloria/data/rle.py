@@ -41,7 +41,8 @@ def rle_decode(rle: str, height: int, width: int) -> npt.NDArray[np.uint8]:
     ends = starts + lengths
     if ends.size and int(ends.max()) > flat.size:
         raise ValueError(
-            f"rle_decode: run ends at pixel {int(ends.max())}, beyond the {height}x{width} image ({rle[:60]!r})"
+            f"rle_decode: run ends at pixel {int(ends.max())}, beyond the {height}x{width} image "
+            f"({rle[:60]!r})"
         )
     # mark run boundaries and integrate: +1 at a start, -1 at an end
     edges = np.zeros(flat.size + 1, dtype=np.int32)

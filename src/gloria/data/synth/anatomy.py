@@ -9,12 +9,14 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float32]
 BoolArray = npt.NDArray[np.bool_]
+Coordinate = TypeVar("Coordinate", float, npt.NDArray[np.float64])
 
 SIDES: tuple[str, str] = ("right", "left")
 LEVELS: tuple[str, str, str] = ("upper", "middle", "lower")
@@ -53,7 +55,7 @@ class Anatomy:
 
     @property
     def heart_center_v(self) -> float:
-        return self.lung_bottom[1] - 0.95 * self.heart_half_height
+        return self.lung_bottom[1] - 0.55 * self.heart_half_height
 
 
 def sample_anatomy(rng: np.random.Generator, ctr: float | None = None) -> Anatomy:
@@ -71,7 +73,7 @@ def sample_anatomy(rng: np.random.Generator, ctr: float | None = None) -> Anatom
         dome_height=(float(rng.uniform(0.10, 0.18)), float(rng.uniform(0.08, 0.15))),
         ctr=float(ctr if ctr is not None else rng.uniform(0.38, 0.47)),
         heart_center_u=float(rng.uniform(0.06, 0.12)),
-        heart_half_height=float(rng.uniform(0.24, 0.30)),
+        heart_half_height=float(rng.uniform(0.30, 0.36)),
         mediastinum_half_width=float(rng.uniform(0.08, 0.11)),
         rib_spacing=float(rng.uniform(0.12, 0.15)),
         rib_curve=float(rng.uniform(0.25, 0.45)),
@@ -86,7 +88,8 @@ def sample_anatomy(rng: np.random.Generator, ctr: float | None = None) -> Anatom
 def _base_grid(size: int) -> tuple[FloatArray, FloatArray]:
     """Pixel-centre coordinates in [-1, 1]: (u [H, W], v [H, W])."""
     axis = ((np.arange(size, dtype=np.float32) + 0.5) / size) * 2.0 - 1.0
-    u, v = np.meshgrid(axis, axis)
+    u: FloatArray = np.repeat(axis[None, :], size, axis=0)
+    v: FloatArray = np.repeat(axis[:, None], size, axis=1)
     u.setflags(write=False)
     v.setflags(write=False)
     return u, v
@@ -124,6 +127,14 @@ class Frame:
         lo = -10.0 if k == 0 else top + k * third
         hi = 10.0 if k == 2 else top + (k + 1) * third
         return lo, hi
+
+    def to_pixel(self, u: Coordinate, v: Coordinate) -> tuple[Coordinate, Coordinate]:
+        """Anatomy coordinates (floats or arrays) -> pixel (x, y), inverting the rotation and shift."""
+        theta = math.radians(self.anatomy.angle_deg)
+        c, s = math.cos(theta), math.sin(theta)
+        uu, vv = u + self.anatomy.shift[0], v + self.anatomy.shift[1]
+        bu, bv = c * uu - s * vv, s * uu + c * vv
+        return (bu + 1.0) / 2.0 * self.size - 0.5, (bv + 1.0) / 2.0 * self.size - 0.5
 
     def zone(self, side: int, levels: tuple[str, ...]) -> BoolArray:
         """Mask of the lung ``side`` restricted to the union of ``levels``."""

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.uid import generate_uid
 
-from gloria.data.synth.anatomy import Anatomy, build_frame, measured_ctr, sample_anatomy
+from gloria.data.synth.anatomy import Anatomy, Frame, build_frame, measured_ctr, sample_anatomy
 from gloria.data.synth.config import SynthConfig
 from gloria.data.synth.findings import Finding, cardiomegaly_ctr, dome_lift, draw_findings, plan_findings
 from gloria.data.synth.labels import labels_from_spans
@@ -48,6 +48,7 @@ class Case:
     index: int
     image: npt.NDArray[np.uint8]
     anatomy: Anatomy
+    frame: Frame
     ctr: float
     findings: list[Finding]
     report: Report
@@ -90,4 +91,14 @@ def make_case(seed: int, index: int, cfg: SynthConfig) -> Case:
     image = render(frame, findings, pixel_rng, cfg.noise)
     report = write_report(plans, text_rng, cfg)
     labels = labels_from_spans(report.spans)
-    return Case(index, image, anatomy, measured_ctr(frame), findings, report, labels, _ids(seed, index, id_rng, cfg))
+    return Case(
+        index,
+        image,
+        anatomy,
+        frame,
+        measured_ctr(frame),
+        findings,
+        report,
+        labels,
+        _ids(seed, index, id_rng, cfg),
+    )

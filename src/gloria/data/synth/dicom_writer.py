@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 
 
-def to_stored(image: npt.NDArray[np.uint8], bits_stored: int, photometric: str) -> npt.NDArray[np.uint16] | npt.NDArray[np.uint8]:
+def to_stored(
+    image: npt.NDArray[np.uint8], bits_stored: int, photometric: str
+) -> npt.NDArray[np.uint16] | npt.NDArray[np.uint8]:
     """Scale 8-bit display pixels (bright = dense) to the stored range; MONOCHROME1 stores them inverted."""
     if bits_stored not in (8, 12, 16):
         raise ValueError(f"to_stored: bits_stored must be 8, 12 or 16, got {bits_stored}")
@@ -51,8 +53,8 @@ def write_dicom(
         raise ValueError(f"write_dicom: expected uint8 [H, W], got {image.dtype} {image.shape}")
     stored = to_stored(image, bits_stored, photometric)
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CR_IMAGE_STORAGE
-    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.MediaStorageSOPClassUID = UID(CR_IMAGE_STORAGE)
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = generate_uid(prefix="1.2.826.0.1.3680043.8.498.", entropy_srcs=["synthcxr"])
     ds = Dataset()

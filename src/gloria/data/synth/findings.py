@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-import numpy.typing as npt
 
 from gloria.data.synth.anatomy import LEVELS, SIDES, BoolArray, FloatArray, Frame, lung_mask
 from gloria.data.synth.config import FINDING_KINDS, SynthConfig
@@ -78,7 +77,7 @@ def plan_findings(rng: np.random.Generator, cfg: SynthConfig) -> list[FindingPla
     if present["pneumothorax"]:
         where = _choice(rng, ("apical", "lateral"), (0.6, 0.4))
         levels = ("upper",) if where == "apical" else ("upper", "middle")
-        side = _choice(rng, side2, (0.5, 0.5))
+        side = _choice(rng, ("right", "left", "bilateral"), (0.45, 0.45, 0.1))
         plans.append(
             FindingPlan("pneumothorax", side, levels, _grade(rng), hedge["pneumothorax"], {"where": where})
         )
@@ -143,10 +142,14 @@ def plan_zone(frame: Frame, plan: FindingPlan) -> BoolArray:
     return zone
 
 
-def _pick_centre(frame: Frame, zone: BoolArray, radius_px: float, rng: np.random.Generator) -> tuple[int, int]:
+def _pick_centre(
+    frame: Frame, zone: BoolArray, radius_px: float, rng: np.random.Generator
+) -> tuple[int, int]:
     """A pixel (row, col) uniformly inside ``zone`` eroded by half the radius (the zone if that is empty)."""
     k = max(1, int(radius_px * 0.5))
-    eroded = cv2.erode(zone.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    eroded = cv2.erode(
+        zone.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
+    )
     candidates = np.flatnonzero(eroded) if eroded.any() else np.flatnonzero(zone)
     if candidates.size == 0:
         candidates = np.flatnonzero(frame.lungs[0] | frame.lungs[1])
@@ -172,7 +175,9 @@ def _blob_ratio(frame: Frame, centre: tuple[int, int], radius: float, rng: np.ra
     return ratio
 
 
-def _focal(frame: Frame, plan: FindingPlan, rng: np.random.Generator, cfg: SynthConfig, scale: float) -> tuple[BoolArray, FloatArray]:
+def _focal(
+    frame: Frame, plan: FindingPlan, rng: np.random.Generator, cfg: SynthConfig, scale: float
+) -> tuple[BoolArray, FloatArray]:
     zone = plan_zone(frame, plan)
     radius = scale * cfg.finding_scale * _zone_height(frame, plan) / 2.0 * float(rng.uniform(0.7, 1.3))
     centre = _pick_centre(frame, zone, radius * frame.size / 2.0, rng)
@@ -181,7 +186,9 @@ def _focal(frame: Frame, plan: FindingPlan, rng: np.random.Generator, cfg: Synth
     return mask, ratio
 
 
-def _draw_consolidation(frame: Frame, plan: FindingPlan, rng: np.random.Generator, cfg: SynthConfig) -> Finding:
+def _draw_consolidation(
+    frame: Frame, plan: FindingPlan, rng: np.random.Generator, cfg: SynthConfig
+) -> Finding:
     mask, ratio = _focal(frame, plan, rng, cfg, 1.0)
     amp = 0.20 * GRADE_GAIN[plan.grade] * cfg.subtlety
     delta = np.where(mask, amp * (0.75 + 0.25 * np.clip((1.0 - ratio) * 3.0, 0, 1)), 0.0).astype(np.float32)
@@ -276,35 +283,35 @@ def _draw_edema(frame: Frame, plan: FindingPlan, rng: np.random.Generator, cfg: 
     return Finding(plan, mask, delta, mask_box(mask))
 
 
-def _draw_pneumothorax(frame: Frame, plan: FindingPlan, rng: np.random.Generator, cfg: SynthConfig) -> Finding:
-    k = SIDES.index(plan.side)
+def _draw_pneumothorax(
+    frame: Frame, plan: FindingPlan, rng: np.random.Generator, cfg: SynthConfig
+) -> Finding:
     a = frame.anatomy
-    s = -1.0 if k == 0 else 1.0
-    top, bottom = a.lung_top[k], a.lung_bottom[k]
-    shrink = {1: 0.93, 2: 0.88, 3: 0.82}[plan.grade] + float(rng.uniform(-0.015, 0.015))
-    cu, cv = s * a.lung_offset, top + 0.6 * (bottom - top)
-    shrunk = lung_mask(cu + (frame.u - cu) / shrink, cv + (frame.v - cv) / shrink, a, k)
-    zone = frame.zone(k, plan.levels)
-    if plan.attrs.get("where") == "apical":
-        region = frame.v < top + 0.3 * (bottom - top)
-    else:
-        region = frame.lateral_fraction(k) > 0.1
-    mask = frame.lungs[k] & ~shrunk & region & zone
-    edge = shrunk & ~cv2.erode(shrunk.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    near = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    line = edge & near
+    mask = np.zeros((frame.size, frame.size), dtype=bool)
+    line = np.zeros_like(mask)
+    for k in _side_indices(plan.side):
+        s = -1.0 if k == 0 else 1.0
+        top, bottom = a.lung_top[k], a.lung_bottom[k]
+        shrink = {1: 0.93, 2: 0.88, 3: 0.82}[plan.grade] + float(rng.uniform(-0.015, 0.015))
+        cu, cv = s * a.lung_offset, top + 0.6 * (bottom - top)
+        shrunk = lung_mask(cu + (frame.u - cu) / shrink, cv + (frame.v - cv) / shrink, a, k)
+        if plan.attrs.get("where") == "apical":
+            region = frame.v < top + 0.3 * (bottom - top)
+        else:
+            region = frame.lateral_fraction(k) > 0.1
+        side_mask = frame.lungs[k] & ~shrunk & region & frame.zone(k, plan.levels)
+        edge = shrunk & ~cv2.erode(shrunk.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        near = cv2.dilate(side_mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        mask |= side_mask
+        line |= edge & near
     amp = 0.06 * cfg.subtlety
     delta = (np.where(mask, -amp, 0.0) + np.where(line, 2.0 * amp, 0.0)).astype(np.float32)
     return Finding(plan, mask, delta, mask_box(mask), lucent=mask)
 
 
 def _to_pixel(frame: Frame, u: float, v: float) -> tuple[int, int]:
-    """Anatomy coordinates -> pixel (x, y), inverting the frame's rotation and shift."""
-    theta = np.deg2rad(frame.anatomy.angle_deg)
-    c, s = float(np.cos(theta)), float(np.sin(theta))
-    uu, vv = u + frame.anatomy.shift[0], v + frame.anatomy.shift[1]
-    bu, bv = c * uu - s * vv, s * uu + c * vv
-    return int(round((bu + 1.0) / 2.0 * frame.size - 0.5)), int(round((bv + 1.0) / 2.0 * frame.size - 0.5))
+    x, y = frame.to_pixel(u, v)
+    return round(x), round(y)
 
 
 def _draw_device(frame: Frame, plan: FindingPlan, rng: np.random.Generator, cfg: SynthConfig) -> Finding:
@@ -334,7 +341,9 @@ def _draw_device(frame: Frame, plan: FindingPlan, rng: np.random.Generator, cfg:
     return Finding(plan, mask, delta, mask_box(mask))
 
 
-def draw_findings(frame: Frame, plans: list[FindingPlan], rng: np.random.Generator, cfg: SynthConfig) -> list[Finding]:
+def draw_findings(
+    frame: Frame, plans: list[FindingPlan], rng: np.random.Generator, cfg: SynthConfig
+) -> list[Finding]:
     """Geometry of every planned finding on ``frame``; cardiomegaly's mask is the heart shadow."""
     out: list[Finding] = []
     for plan in plans:
@@ -356,7 +365,3 @@ _DRAWERS = {
     "pneumothorax": _draw_pneumothorax,
     "device": _draw_device,
 }
-
-
-def empty_mask(size: int) -> npt.NDArray[np.bool_]:
-    return np.zeros((size, size), dtype=bool)

@@ -46,7 +46,9 @@ class SynthSummary:
     label_positives: dict[str, int] = field(default_factory=dict)
 
 
-def _run_chunk(out: str, seed: int, cfg_dict: dict[str, Any], start: int, end: int) -> tuple[list[dict[str, Any]], int]:
+def _run_chunk(
+    out: str, seed: int, cfg_dict: dict[str, Any], start: int, end: int
+) -> tuple[list[dict[str, Any]], int]:
     """Worker: generate images [start, end), write their missing files; returns (records, files written)."""
     cv2.setNumThreads(1)
     cfg = SynthConfig.from_dict(cfg_dict)
@@ -147,13 +149,17 @@ def generate(
     bar.close()
     all_records = [r for k, _, _ in chunks for r in records[k]]
     counts = write_tables(all_records, root, seed, cfg)
-    positives = {}
+    positives: dict[str, int] = {}
     for r in all_records:
         for label, value in r["labels"].items():
             if value == 1.0:
                 positives[label] = positives.get(label, 0) + 1
     manifest = {"version": FORMAT_VERSION, "seed": seed, "n": n, "config": cfg_dict, "counts": counts}
-    atomic_write_bytes(root / MANIFEST_FILE, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    atomic_write_bytes(
+        root / MANIFEST_FILE, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    )
     seconds = time.perf_counter() - t0
     log.info("SynthCXR: wrote %d files in %.1f s (%s)", written, seconds, os.fspath(root))
-    return SynthSummary(root, n, seed, len(chunks), len(todo), written, seconds, counts, dict(sorted(positives.items())))
+    return SynthSummary(
+        root, n, seed, len(chunks), len(todo), written, seconds, counts, dict(sorted(positives.items()))
+    )

@@ -26,7 +26,13 @@ CHEXPERT_LABELS: tuple[str, ...] = (
     "Fracture",
     "Support Devices",
 )
-COMPETITION_TASKS: tuple[str, ...] = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
+COMPETITION_TASKS: tuple[str, ...] = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Pleural Effusion",
+)
 
 # finding kind of the generator -> the CheXpert observation it is labelled as
 KIND_LABEL: dict[str, str] = {

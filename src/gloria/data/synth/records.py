@@ -37,7 +37,9 @@ def resize_mask(mask: npt.NDArray[np.bool_], size: int) -> npt.NDArray[np.bool_]
     """Nearest-neighbour resize of a square mask to ``size`` x ``size`` (identity when equal)."""
     if mask.shape[0] == size:
         return mask
-    out: npt.NDArray[np.bool_] = cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
+    out: npt.NDArray[np.bool_] = cv2.resize(
+        mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST
+    ).astype(bool)
     return out
 
 

@@ -18,40 +18,59 @@ LUNG_DARKENING = 0.36
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> FloatArray:
     """Smooth random field in about [-1, 1]: ``cells`` x ``cells`` normal noise upsampled bicubically."""
     small = rng.standard_normal((cells, cells)).astype(np.float32)
-    out: FloatArray = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
-    return out
+    out = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
+    return np.asarray(out, dtype=np.float32)
 
 
 def _bones(frame: Frame) -> FloatArray:
-    """Ribs (curved stripes inside the chest wall), clavicles and spine, as added brightness."""
+    """Ribs (curved bands across each hemithorax), clavicles and spine drawn with OpenCV, as brightness."""
     a = frame.anatomy
-    u, v = frame.u, frame.v
-    top = min(a.lung_top)
-    bottom = max(a.lung_bottom)
-    phase = np.mod((v + a.rib_curve * u * u) / a.rib_spacing + a.rib_phase, 1.0)
-    stripe = np.clip(1.0 - np.abs(phase - 0.5) / 0.16, 0.0, 1.0)
-    in_chest = (np.abs(u) < a.thoracic_half_width + 0.06) & (v > top - 0.12) & (v < bottom)
-    bones = 0.07 * stripe * in_chest
+    size = frame.size
+    shift = 4  # sub-pixel precision of cv2 drawing (coordinates in 1/16 px)
+    canvas = np.zeros((size, size), dtype=np.uint8)
+    top, bottom = min(a.lung_top), max(a.lung_bottom)
+    rib_px = max(1, round(0.2 * a.rib_spacing * size / 2))
+    xs = np.linspace(0.04, a.thoracic_half_width + 0.05, 16)
+    arch = -a.rib_curve * xs + 1.4 * a.rib_curve * xs * xs
+    levels = np.arange(top - 0.12 + a.rib_phase * a.rib_spacing, bottom - 0.05, a.rib_spacing)
+    curves = []
     for s in (-1.0, 1.0):
-        p0 = np.array([s * 0.08, top - 0.04], dtype=np.float32)
-        p1 = np.array([s * 0.72, top - 0.16], dtype=np.float32)
-        d = p1 - p0
-        t = np.clip(((u - p0[0]) * d[0] + (v - p0[1]) * d[1]) / float(d @ d), 0.0, 1.0)
-        dist2 = (u - p0[0] - t * d[0]) ** 2 + (v - p0[1] - t * d[1]) ** 2
-        bones += 0.12 * (dist2 < 0.03**2)
-    vertebra = 0.5 + 0.5 * np.cos(2 * np.pi * v / 0.11)
-    bones += (0.05 + 0.03 * vertebra) * (np.abs(u - 0.015) < 0.06)
-    out: FloatArray = bones.astype(np.float32)
+        for v0 in levels:
+            px, py = frame.to_pixel(s * xs, v0 + arch)
+            curves.append((np.stack([px, py], axis=1) * (1 << shift)).round().astype(np.int32))
+    cv2.polylines(canvas, curves, False, 50, thickness=rib_px, lineType=cv2.LINE_AA, shift=shift)
+    clav_px = max(1, round(0.03 * size))
+    for s in (-1.0, 1.0):
+        p0, p1 = frame.to_pixel(s * 0.08, top - 0.04), frame.to_pixel(s * 0.72, top - 0.16)
+        pts = (np.asarray([p0, p1]) * (1 << shift)).round().astype(np.int32)
+        cv2.polylines(canvas, [pts], False, 120, thickness=clav_px, lineType=cv2.LINE_AA, shift=shift)
+    spine = (
+        (np.asarray([frame.to_pixel(0.015, -1.2), frame.to_pixel(0.015, 1.2)]) * (1 << shift))
+        .round()
+        .astype(np.int32)
+    )
+    cv2.polylines(
+        canvas,
+        [spine],
+        False,
+        60,
+        thickness=max(1, round(0.12 * size / 2)),
+        lineType=cv2.LINE_AA,
+        shift=shift,
+    )
+    out: FloatArray = canvas.astype(np.float32) * np.float32(1.0 / 1000.0)
     return out
 
 
-def render(frame: Frame, findings: list[Finding], rng: np.random.Generator, noise: float) -> npt.NDArray[np.uint8]:
+def render(
+    frame: Frame, findings: list[Finding], rng: np.random.Generator, noise: float
+) -> npt.NDArray[np.uint8]:
     """Compose the image [H, W] uint8 from the frame's structures and the findings' intensity changes."""
     a = frame.anatomy
     size = frame.size
     lungs = frame.lungs[0] | frame.lungs[1]
-    visible = (lungs & ~frame.heart & ~frame.mediastinum).astype(np.float32)
-    visible = cv2.GaussianBlur(visible, (0, 0), sigmaX=max(0.6, size / 220))
+    hard = (lungs & ~frame.heart & ~frame.mediastinum).astype(np.float32)
+    visible = np.asarray(cv2.GaussianBlur(hard, (0, 0), sigmaX=max(0.6, size / 220)), dtype=np.float32)
     img = 0.06 + 0.52 * frame.body
     img = img - LUNG_DARKENING * visible
     # lung markings: vessels fanning from the hila, fading to the periphery, absent in a pneumothorax
@@ -62,7 +81,6 @@ def render(frame: Frame, findings: list[Finding], rng: np.random.Generator, nois
         if finding.lucent is not None:
             weight = weight * ~finding.lucent
     img = img + 0.045 * markings * weight + 0.03 * weight
-    img = img + 0.03 * frame.heart
     img = img + _bones(frame)
     for finding in findings:
         if finding.delta is not None:

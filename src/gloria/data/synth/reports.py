@@ -110,13 +110,16 @@ class _Grammar:
                 return [noun(self.pick(("heart size is borderline enlarged", "borderline cardiomegaly")))]
             adverb = {1: "mildly", 2: "moderately", 3: "markedly"}[plan.grade]
             options = (
-                f"{ {1: 'mild', 2: 'moderate', 3: 'severe'}[plan.grade]} cardiomegaly",
+                f"{ {1: 'mild', 2: 'moderate', 3: 'severe'}[plan.grade] } cardiomegaly",
                 f"{adverb} enlarged cardiac silhouette",
                 f"the heart is {adverb} enlarged",
             )
             segs = [noun(self.pick(options))]
             if not brief and self.rng.random() < 0.3:
-                segs += [fill(". The "), noun("cardiomediastinal silhouette is enlarged", "Enlarged Cardiomediastinum")]
+                segs += [
+                    fill(". The "),
+                    noun("cardiomediastinal silhouette is enlarged", "Enlarged Cardiomediastinum"),
+                ]
             return segs
         if kind == "device":
             device = plan.attrs.get("device")
@@ -125,7 +128,11 @@ class _Grammar:
                 return [noun("endotracheal tube"), fill(f" terminates {cm} cm above the carina")]
             if device == "central_line":
                 side = self.pick(("right", "left"))
-                return [fill(f"{side} internal jugular "), noun("central venous catheter"), fill(" tip in the SVC")]
+                return [
+                    fill(f"{side} internal jugular "),
+                    noun("central venous catheter"),
+                    fill(" tip in the SVC"),
+                ]
             return [fill("left chest wall "), noun("pacemaker"), fill(" with leads in the right heart")]
         segs = []
         if plan.hedged:
@@ -140,14 +147,18 @@ class _Grammar:
                 segs.append(fill(" with blunting of the costophrenic angle" + plural))
         elif kind == "pneumothorax":
             segs += self.severity(plan, j)
-            segs += [(plan.side, "location", None, None, j), fill(" "), (str(plan.attrs.get("where", "apical")), "location", None, None, j)]
-            segs += [fill(" "), noun("pneumothorax")]
+            segs += [
+                (plan.side, "location", None, None, j),
+                fill(" "),
+                (str(plan.attrs.get("where", "apical")), "location", None, None, j),
+            ]
+            segs += [fill(" "), noun("pneumothoraces" if plan.side == "bilateral" else "pneumothorax")]
             if not brief and self.rng.random() < 0.5:
                 segs.append(fill(" with a visible pleural line"))
         elif kind == "atelectasis":
             segs += self.severity(plan, j)
             if plan.side == "bilateral":
-                segs += self.location(plan, j) + [fill(" ")]
+                segs += [*self.location(plan, j), fill(" ")]
                 subtype = self.pick(("", "linear ", "subsegmental ", "plate-like "))
                 segs.append(noun(subtype + "atelectasis"))
             else:
@@ -160,7 +171,13 @@ class _Grammar:
             segs += self.severity(plan, j)
             segs.append(noun(self.pick(("pulmonary edema", "interstitial edema", "edema"))))
             if not brief and self.rng.random() < 0.5:
-                segs.append(fill(self.pick((" with perihilar haziness", " with Kerley B lines", " and vascular congestion"))))
+                segs.append(
+                    fill(
+                        self.pick(
+                            (" with perihilar haziness", " with Kerley B lines", " and vascular congestion")
+                        )
+                    )
+                )
         elif kind == "consolidation":
             segs += self.severity(plan, j)
             segs.append(noun(self.pick(("consolidation", "airspace consolidation"))))
@@ -173,11 +190,17 @@ class _Grammar:
             segs += [fill(" in the "), *self.location(plan, j)]
             pneumonia = plan.attrs.get("pneumonia")
             if pneumonia == "yes":
-                segs += [fill(self.pick((", concerning for ", ", consistent with "))), noun("pneumonia", "Pneumonia", value)]
+                segs += [
+                    fill(self.pick((", concerning for ", ", consistent with "))),
+                    noun("pneumonia", "Pneumonia", value),
+                ]
             elif pneumonia == "possible":
                 segs += [fill(", which may represent "), noun("pneumonia", "Pneumonia", -1.0)]
         elif kind == "nodule":
-            segs += [fill(f"{int(float(plan.attrs.get('mm', 10)))} mm "), noun(self.pick(("nodule", "pulmonary nodule")))]
+            segs += [
+                fill(f"{int(float(plan.attrs.get('mm', 10)))} mm "),
+                noun(self.pick(("nodule", "pulmonary nodule"))),
+            ]
             segs += [fill(" in the "), *self.location(plan, j)]
         else:  # pragma: no cover - plan kinds are closed
             raise ValueError(f"report grammar: unknown finding kind {kind!r}")
@@ -186,7 +209,9 @@ class _Grammar:
     def negation(self, labels: list[str]) -> list[Segment]:
         """One sentence negating ``labels`` ("No pleural effusion or pneumothorax")."""
         nouns = [(self.pick(NEGATABLE[label]), "finding", label, 0.0, None) for label in labels]
-        segs: list[Segment] = [(self.pick(("no ", "there is no ", "no evidence of ")), None, None, None, None)]
+        segs: list[Segment] = [
+            (self.pick(("no ", "there is no ", "no evidence of ")), None, None, None, None)
+        ]
         for k, noun_seg in enumerate(nouns):
             if k > 0:
                 joint = " or " if k == len(nouns) - 1 else ", "
@@ -233,14 +258,18 @@ def write_report(plans: list[FindingPlan], rng: np.random.Generator, cfg: SynthC
         sentences.append(g.finding(plan, j, brief=False))
     # normal statements and negations of absent observations
     if "Cardiomegaly" not in present and rng.random() < cfg.negation_rate:
-        text = g.pick(("heart size is normal", "the cardiac silhouette is within normal limits", "normal heart size"))
+        text = g.pick(
+            ("heart size is normal", "the cardiac silhouette is within normal limits", "normal heart size")
+        )
         sentences.append([(text, "finding", "Cardiomegaly", 0.0, None)])
     if "Enlarged Cardiomediastinum" not in present and rng.random() < 0.5 * cfg.negation_rate:
         text = g.pick(("mediastinal contours are normal", "normal cardiomediastinal silhouette"))
         sentences.append([(text, "finding", "Enlarged Cardiomediastinum", 0.0, None)])
     lung_kinds = {"effusion", "consolidation", "atelectasis", "edema", "pneumothorax", "opacity", "nodule"}
     if not any(p.kind in lung_kinds for p in plans) and rng.random() < 0.5:
-        sentences.append([(g.pick(("the lungs are clear", "lungs are well expanded and clear")), None, None, None, None)])
+        sentences.append(
+            [(g.pick(("the lungs are clear", "lungs are well expanded and clear")), None, None, None, None)]
+        )
     absent = [label for label in NEGATABLE if label not in present]
     hedged_absent: list[str] = []
     if rng.random() < cfg.hedge_absent_rate:
@@ -249,7 +278,12 @@ def write_report(plans: list[FindingPlan], rng: np.random.Generator, cfg: SynthC
             label = options[int(rng.integers(len(options)))]
             hedged_absent.append(label)
             phrase = g.pick(HEDGEABLE_ABSENT[label])
-            sentences.append([(g.pick(("cannot exclude ", "possible ")), None, None, None, None), (phrase, "finding", label, -1.0, None)])
+            sentences.append(
+                [
+                    (g.pick(("cannot exclude ", "possible ")), None, None, None, None),
+                    (phrase, "finding", label, -1.0, None),
+                ]
+            )
     weights = {"Pleural Effusion": 1.0, "Pneumothorax": 1.0, "Consolidation": 0.8, "Edema": 0.5}
     negated = [
         label
@@ -269,7 +303,13 @@ def write_report(plans: list[FindingPlan], rng: np.random.Generator, cfg: SynthC
     if impression_sents:
         impression_sents = [impression_sents[k] for k in rng.permutation(len(impression_sents))]
     else:
-        text = g.pick(("no acute cardiopulmonary process", "no acute cardiopulmonary abnormality", "normal chest radiograph"))
+        text = g.pick(
+            (
+                "no acute cardiopulmonary process",
+                "no acute cardiopulmonary abnormality",
+                "normal chest radiograph",
+            )
+        )
         impression_sents = [[(text, None, None, None, None)]]
     deid = rng.random() < cfg.deid_rate
     return _assemble(findings_sents, impression_sents, rng, cfg, deid)
@@ -298,10 +338,14 @@ def _assemble(
         emit([(text, None, None, None, None)], "header")
 
     if deid:
-        plain(g_pick(rng, ("INDICATION: XXXX-year-old with cough.\n", "COMPARISON: XXXX.\n", "INDICATION: XXXX.\n")))
+        plain(
+            g_pick(
+                rng, ("INDICATION: XXXX-year-old with cough.\n", "COMPARISON: XXXX.\n", "INDICATION: XXXX.\n")
+            )
+        )
     plain("FINDINGS: ")
     for k, sent in enumerate(findings):
-        emit(_capitalise(_noisy(sent, rng, cfg.typo_rate)) + [(".", None, None, None, None)], "findings")
+        emit([*_capitalise(_noisy(sent, rng, cfg.typo_rate)), (".", None, None, None, None)], "findings")
         if k < len(findings) - 1:
             plain(" ")
     plain("\n\nIMPRESSION: ")
@@ -310,7 +354,7 @@ def _assemble(
     for k, sent in enumerate(impression):
         if numbered:
             emit([(f"{k + 1}. ", None, None, None, None)], "impression")
-        emit(_capitalise(_noisy(sent, rng, cfg.typo_rate)) + [(".", None, None, None, None)], "impression")
+        emit([*_capitalise(_noisy(sent, rng, cfg.typo_rate)), (".", None, None, None, None)], "impression")
         if k < len(impression) - 1:
             emit([(" ", None, None, None, None)], "impression")
     if deid and rng.random() < 0.5:

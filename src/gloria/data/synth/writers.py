@@ -46,7 +46,9 @@ def case_paths(record: dict[str, Any]) -> list[str]:
     return [record["chexpert_path"], record["rsna_path"], record["siim_path"]]
 
 
-def write_case_files(case: Case, record: dict[str, Any], out: Path, cfg: SynthConfig, only_missing: bool = True) -> int:
+def write_case_files(
+    case: Case, record: dict[str, Any], out: Path, cfg: SynthConfig, only_missing: bool = True
+) -> int:
     """Write the JPEG and the two DICOMs of ``case`` (skipping existing files); returns files written."""
     written = 0
     jpeg_path = out / record["chexpert_path"]
@@ -57,20 +59,35 @@ def write_case_files(case: Case, record: dict[str, Any], out: Path, cfg: SynthCo
         atomic_write_bytes(jpeg_path, buf.tobytes())
         written += 1
     dsize = cfg.output_dicom_size
-    pixels = case.image if dsize == cfg.size else cv2.resize(case.image, (dsize, dsize), interpolation=cv2.INTER_LINEAR)
+    pixels = (
+        case.image
+        if dsize == cfg.size
+        else cv2.resize(case.image, (dsize, dsize), interpolation=cv2.INTER_LINEAR)
+    )
     ids = case.ids
     common = {"patient_id": "", "sex": ids.sex, "age": ids.age, "view": ids.ap_pa}
     targets = [
         (
             out / record["rsna_path"],
-            {"sop_uid": _uid_from_uuid(ids.rsna_patient_id, "4"), "study_uid": _uid_from_uuid(ids.rsna_patient_id, "2"),
-             "series_uid": _uid_from_uuid(ids.rsna_patient_id, "3"), "bits_stored": 8, "photometric": "MONOCHROME2",
-             "patient_id": ids.rsna_patient_id},
+            {
+                "sop_uid": _uid_from_uuid(ids.rsna_patient_id, "4"),
+                "study_uid": _uid_from_uuid(ids.rsna_patient_id, "2"),
+                "series_uid": _uid_from_uuid(ids.rsna_patient_id, "3"),
+                "bits_stored": 8,
+                "photometric": "MONOCHROME2",
+                "patient_id": ids.rsna_patient_id,
+            },
         ),
         (
             out / record["siim_path"],
-            {"sop_uid": ids.siim_image_id, "study_uid": ids.siim_study_uid, "series_uid": ids.siim_series_uid,
-             "bits_stored": ids.siim_bits_stored, "photometric": ids.siim_photometric, "patient_id": ids.siim_image_id},
+            {
+                "sop_uid": ids.siim_image_id,
+                "study_uid": ids.siim_study_uid,
+                "series_uid": ids.siim_series_uid,
+                "bits_stored": ids.siim_bits_stored,
+                "photometric": ids.siim_photometric,
+                "patient_id": ids.siim_image_id,
+            },
         ),
     ]
     for path, kw in targets:
@@ -96,7 +113,13 @@ def _label_cell(value: float | None) -> float:
 def chexpert_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for r in records:
-        row: dict[str, Any] = {"Path": r["chexpert_path"], "Sex": r["sex"], "Age": r["age"], "Frontal/Lateral": "Frontal", "AP/PA": r["ap_pa"]}
+        row: dict[str, Any] = {
+            "Path": r["chexpert_path"],
+            "Sex": r["sex"],
+            "Age": r["age"],
+            "Frontal/Lateral": "Frontal",
+            "AP/PA": r["ap_pa"],
+        }
         row.update({label: _label_cell(r["labels"][label]) for label in CHEXPERT_LABELS})
         rows.append(row)
     return pd.DataFrame(rows, columns=[*CHEXPERT_META, *CHEXPERT_LABELS])
@@ -117,7 +140,11 @@ def select_5x200(train: pd.DataFrame, impressions: dict[str, str], per_class: in
         take = min(per_class, len(candidates))
         if take < per_class:
             log.warning("5x200 set: only %d eligible rows for %s (wanted %d)", take, task, per_class)
-        chosen = np.sort(rng.choice(len(candidates), size=take, replace=False)) if take else np.array([], dtype=int)
+        chosen = (
+            np.sort(rng.choice(len(candidates), size=take, replace=False))
+            if take
+            else np.array([], dtype=int)
+        )
         parts.append(candidates.iloc[chosen])
     out = pd.concat(parts).fillna({label: 0.0 for label in CHEXPERT_LABELS})
     out["Report Impression"] = [impressions[p] for p in out["Path"]]
@@ -159,18 +186,35 @@ def write_tables(records: Sequence[dict[str, Any]], out: Path, seed: int, cfg: S
     for r in records:
         pid = r["rsna_patient_id"]
         if r["rsna_boxes"]:
-            rsna_rows += [{"patientId": pid, "x": float(x), "y": float(y), "width": float(w), "height": float(h), "Target": 1} for x, y, w, h in r["rsna_boxes"]]
+            rsna_rows += [
+                {
+                    "patientId": pid,
+                    "x": float(x),
+                    "y": float(y),
+                    "width": float(w),
+                    "height": float(h),
+                    "Target": 1,
+                }
+                for x, y, w, h in r["rsna_boxes"]
+            ]
             class_rows.append({"patientId": pid, "class": "Lung Opacity"})
         else:
             nan = float("nan")
             rsna_rows.append({"patientId": pid, "x": nan, "y": nan, "width": nan, "height": nan, "Target": 0})
             abnormal = r["labels"]["No Finding"] is None
-            class_rows.append({"patientId": pid, "class": "No Lung Opacity / Not Normal" if abnormal else "Normal"})
-    _write_csv(pd.DataFrame(rsna_rows, columns=["patientId", "x", "y", "width", "height", "Target"]), out / RSNA_LABELS_FILE)
+            class_rows.append(
+                {"patientId": pid, "class": "No Lung Opacity / Not Normal" if abnormal else "Normal"}
+            )
+    _write_csv(
+        pd.DataFrame(rsna_rows, columns=["patientId", "x", "y", "width", "height", "Target"]),
+        out / RSNA_LABELS_FILE,
+    )
     _write_csv(pd.DataFrame(class_rows, columns=["patientId", "class"]), out / RSNA_CLASS_FILE)
     counts["rsna_rows"] = len(rsna_rows)
     # SIIM: header and values with the leading space of the Kaggle file
-    lines = ["ImageId, EncodedPixels"] + [f"{r['siim_image_id']}, {rle}" for r in records for rle in r["siim_rles"]]
+    lines = ["ImageId, EncodedPixels"] + [
+        f"{r['siim_image_id']}, {rle}" for r in records for rle in r["siim_rles"]
+    ]
     atomic_write_bytes(out / SIIM_RLE_FILE, ("\n".join(lines) + "\n").encode("utf-8"))
     counts["siim_rows"] = len(lines) - 1
     text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
