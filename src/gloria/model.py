@@ -82,10 +82,7 @@ class GLoRIA(nn.Module):
         """
         from gloria.alignment.losses import gloria_loss
 
-        word_mask = None
-        if legacy_word_counts:
-            word_mask = word_mask_from_counts(text.legacy_word_counts, text.words.shape[2])
-        return gloria_loss(image, text, self.alignment, word_mask=word_mask)
+        return gloria_loss(image, text, self.alignment, legacy_word_counts=legacy_word_counts)
 
     # ---------------------------------------------------------------------------------- release inputs
 
@@ -203,7 +200,7 @@ class GLoRIA(nn.Module):
 
         Word slots 0..n_k with n_k counted as the release did from ``sents`` (words not starting with "[").
         """
-        from gloria.alignment.attention import two_stage_attention
+        from gloria.alignment.losses import matched_attention_maps
 
         if len(sents) != text_emb_l.shape[0]:
             raise ValueError(f"sents has {len(sents)} texts but text_emb_l has {text_emb_l.shape[0]}")
@@ -224,8 +221,7 @@ class GLoRIA(nn.Module):
         )
         losses = self.compute_losses(image, text, legacy_word_counts=True)
         with torch.no_grad():
-            _, attention = two_stage_attention(
-                text_emb_l, img_emb_l, word_mask, self.alignment.attention_temperature
-            )  # [K, T, h, w]
-        attn_maps = [attention[k : k + 1, : int(n) + 1] for k, n in enumerate(counts.tolist())]
+            attn_maps = matched_attention_maps(
+                img_emb_l, text_emb_l, word_mask, self.alignment.attention_temperature
+            )
         return losses["loss"], attn_maps
