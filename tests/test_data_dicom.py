@@ -11,7 +11,7 @@ import pytest
 from pydicom.pixels import get_decoder
 from pydicom.uid import JPEGLSLossless
 
-from gloria.data.dicom import DicomDecoderMissingError, read_dicom
+from gloria.data.dicom import DicomDecoderMissingError, display_intensities, read_dicom, voi_pixels
 from support.dicom_files import write_compressed_stub, write_dicom
 
 
@@ -178,3 +178,29 @@ def test_file_without_preamble(tmp_path: Path, ramp12: np.ndarray) -> None:
     np.testing.assert_array_equal(
         read_dicom(path), read_dicom(write_dicom(tmp_path / "new.dcm", ramp12, bits_stored=12))
     )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"bits_stored": 12},
+        {
+            "bits_stored": 12,
+            "rescale": (2.0, -1024.0),
+            "window": (1000.0, 3000.0),
+            "photometric": "MONOCHROME1",
+        },
+        {"bits_stored": 12, "window": (2000.0, 1500.0), "voi_function": "SIGMOID"},
+        {"bits_stored": 12, "voi_lut": (0, [min(255, i // 8) for i in range(4096)], 8)},
+    ],
+)
+def test_lookup_table_path_equals_per_pixel_pipeline(tmp_path: Path, options: dict) -> None:
+    rng = np.random.default_rng(0)
+    stored = rng.integers(100, 4000, size=(16, 16)).astype(np.uint16)
+    ds = pydicom.dcmread(write_dicom(tmp_path / "t.dcm", stored, **options))
+    table = voi_pixels(ds, ds.pixel_array)
+    per_pixel = display_intensities(ds, ds.pixel_array)
+    np.testing.assert_allclose(table, per_pixel, rtol=0, atol=1e-12)
+    signed = np.array([[-30000, -5], [7, 32000]], dtype=np.int16)
+    ds = pydicom.dcmread(write_dicom(tmp_path / "s.dcm", signed, rescale=(0.5, 3.0), window=(0.0, 4000.0)))
+    np.testing.assert_allclose(voi_pixels(ds, ds.pixel_array), display_intensities(ds, ds.pixel_array))

@@ -147,14 +147,13 @@ def _to_dtype(unit: np.ndarray, out_dtype: Any) -> np.ndarray:
     raise ValueError(f"out_dtype must be uint8 or a float dtype, got {dtype}")
 
 
-def voi_pixels(ds: Dataset, arr: np.ndarray) -> np.ndarray:
-    """Display intensities in [0, 1] (float64 [H, W]): modality LUT, VOI LUT/window, MONOCHROME1 inverted.
+def _has_voi(ds: Dataset) -> bool:
+    return bool(ds.get("VOILUTSequence")) or ("WindowCenter" in ds and "WindowWidth" in ds)
 
-    With a VOI LUT or window the window's output range maps to [0, 1] (values outside the window saturate);
-    without one, the image's own min..max does. An 8-bit VOI LUT descriptor in ``ds`` is rewritten as 16-bit.
-    """
-    values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
-    _widen_8bit_voi_lut(ds)
+
+def display_intensities(ds: Dataset, stored: np.ndarray) -> np.ndarray:
+    """Stored values (any shape) -> display intensities in [0, 1] (float64), computed element by element."""
+    values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
     out_range = _voi_output_range(ds)
     if out_range is not None:
         source = values if not ds.get("VOILUTSequence") else np.rint(values).astype(np.int64)
@@ -166,6 +165,26 @@ def voi_pixels(ds: Dataset, arr: np.ndarray) -> np.ndarray:
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1":
         unit = 1.0 - unit
     return unit
+
+
+def voi_pixels(ds: Dataset, arr: np.ndarray, out_dtype: Any = np.float64) -> np.ndarray:
+    """Display image [H, W]: modality LUT, VOI LUT/window, MONOCHROME1 inverted (``out_dtype``: read_dicom).
+
+    With a VOI LUT or window the window's output range maps to [0, 1] (values outside the window saturate);
+    without one, the image's own min..max does. Integer images are mapped through a table over their
+    min..max stored values (the same numbers as per pixel, one lookup per pixel). An 8-bit VOI LUT descriptor
+    in ``ds`` is rewritten as 16-bit (see ``_widen_8bit_voi_lut``).
+    """
+    _widen_8bit_voi_lut(ds)
+    if np.issubdtype(arr.dtype, np.integer) and arr.size:
+        low, high = int(arr.min()), int(arr.max())
+        # a non-linear modality LUT without VOI would take min/max over the table, not the image: per pixel
+        if high - low <= 2**17 and (_has_voi(ds) or not ds.get("ModalityLUTSequence")):
+            domain = np.arange(low, high + 1, dtype=np.int64).astype(arr.dtype)
+            table = _to_dtype(display_intensities(ds, domain), out_dtype)
+            index = arr - low if np.issubdtype(arr.dtype, np.unsignedinteger) else arr.astype(np.int64) - low
+            return table[index]
+    return _to_dtype(display_intensities(ds, arr), out_dtype)
 
 
 def release_pixels(ds: Dataset, arr: np.ndarray) -> np.ndarray:
@@ -192,6 +211,7 @@ def read_dicom(path: str | Path, *, mode: DicomMode = "voi", out_dtype: Any = np
     """
     if mode not in ("voi", "release"):
         raise ValueError(f"DICOM mode must be 'voi' or 'release', got {mode!r}")
+    _to_dtype(np.zeros(1), out_dtype)  # validates out_dtype before any file work
     ds = read_dataset(path)
     arr = pixel_array(ds, path)
     if mode == "release":
@@ -200,9 +220,8 @@ def read_dicom(path: str | Path, *, mode: DicomMode = "voi", out_dtype: Any = np
             return eight_bit
         return _to_dtype(eight_bit.astype(np.float64) / 255.0, out_dtype)
     try:
-        unit = voi_pixels(ds, arr)
+        return voi_pixels(ds, arr, out_dtype)
     except (ValueError, NotImplementedError, OverflowError, AttributeError, KeyError, IndexError) as err:
         raise ValueError(
             f"{path}: invalid modality/VOI LUT attributes ({type(err).__name__}: {err})"
         ) from err
-    return _to_dtype(unit, out_dtype)
