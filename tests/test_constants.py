@@ -16,13 +16,15 @@ def test_task_lists_and_uncertain_policy() -> None:
     assert constants.CHEXPERT_TASKS[-1] == "Support Devices"
     assert constants.CHEXPERT_TASKS.index("Pneumonia") == 7
     assert set(constants.CHEXPERT_COMPETITION_TASKS) <= set(constants.CHEXPERT_TASKS)
-    assert constants.CHEXPERT_COMPETITION_TASKS == (
+    assert constants.CHEXPERT_COMPETITION_TASKS == [
         "Atelectasis",
         "Cardiomegaly",
         "Consolidation",
         "Edema",
         "Pleural Effusion",
-    )
+    ]
+    frame = pd.DataFrame([[0.0] * 14], columns=constants.CHEXPERT_TASKS)
+    assert list(frame[constants.CHEXPERT_COMPETITION_TASKS].columns) == constants.CHEXPERT_COMPETITION_TASKS
     ones = [t for t, v in constants.CHEXPERT_UNCERTAIN_MAPPINGS.items() if v == 1]
     zeros = [t for t, v in constants.CHEXPERT_UNCERTAIN_MAPPINGS.items() if v == 0]
     assert ones == ["Atelectasis", "Edema", "Pleural Effusion"]

@@ -10,7 +10,6 @@ import functools
 import os
 from importlib import resources
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import pandas as pd
@@ -21,8 +20,9 @@ DEFAULT_DATA_ROOT = "./data"
 CHEXPERT_DIRNAME = "CheXpert-v1.0"
 CHEXPERT_5x200_FILENAME = "chexpert_5x200.csv"
 
+# Lists (as in the release) so that ``frame[CHEXPERT_COMPETITION_TASKS]`` selects columns in pandas.
 # The 14 CheXpert labels in the column order of train.csv / valid.csv.
-CHEXPERT_TASKS: tuple[str, ...] = (
+CHEXPERT_TASKS: list[str] = [
     "No Finding",
     "Enlarged Cardiomediastinum",
     "Cardiomegaly",
@@ -37,28 +37,26 @@ CHEXPERT_TASKS: tuple[str, ...] = (
     "Pleural Other",
     "Fracture",
     "Support Devices",
-)
+]
 
 # The five competition tasks, in the competition (and 5x200) order.
-CHEXPERT_COMPETITION_TASKS: tuple[str, ...] = (
+CHEXPERT_COMPETITION_TASKS: list[str] = [
     "Atelectasis",
     "Cardiomegaly",
     "Consolidation",
     "Edema",
     "Pleural Effusion",
-)
+]
 
 # The release's uncertain-label policy (CheXpert paper): value an uncertain -1 becomes, per competition task.
 # U-Ones: -1 -> 1 (Atelectasis, Edema, Pleural Effusion); U-Zeros: -1 -> 0 (Cardiomegaly, Consolidation).
-CHEXPERT_UNCERTAIN_MAPPINGS: MappingProxyType[str, int] = MappingProxyType(
-    {
-        "Atelectasis": 1,
-        "Cardiomegaly": 0,
-        "Consolidation": 0,
-        "Edema": 1,
-        "Pleural Effusion": 1,
-    }
-)
+CHEXPERT_UNCERTAIN_MAPPINGS: dict[str, int] = {
+    "Atelectasis": 1,
+    "Cardiomegaly": 0,
+    "Consolidation": 0,
+    "Edema": 1,
+    "Pleural Effusion": 1,
+}
 
 
 @functools.cache
