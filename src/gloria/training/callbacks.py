@@ -1,0 +1,135 @@
+"""Training callbacks: per-epoch reseeding (exact resume), the loss curve for the results JSON, and
+word-to-region attention snapshots (PNG) of validation pairs during pretraining (method.md section 3).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from gloria.alignment.attention import two_stage_attention
+from gloria.model import GLoRIA
+from gloria.training.samplers import draw_seed
+
+log = logging.getLogger(__name__)
+
+
+class EpochSeed(Callback):
+    """Reseed Python, NumPy and torch at every epoch start from (seed, epoch, rank).
+
+    The global RNG state at an epoch start is then the same in an uninterrupted run and in one resumed from
+    that epoch's checkpoint, whatever ran in between (validation, checkpointing, a restart).
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = draw_seed(self.seed, trainer.current_epoch, 7919 + trainer.global_rank) % (2**32)
+        random.seed(value)
+        np.random.seed(value)
+        torch.manual_seed(value)
+
+
+class LossHistory(Callback):
+    """Keeps the training loss of every optimiser step (``history``) for the results JSON."""
+
+    def __init__(self) -> None:
+        self.history: list[float] = []
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor):
+            self.history.append(float(loss.detach()))
+
+
+class AttentionSnapshots(Callback):
+    """Every ``every_n_epochs`` validation, write ``snapshots/epoch_NNN.png``: for the first ``num_pairs``
+    validation pairs, the image and the attention maps [h, w] of its sentence's first words (rank 0 only).
+    """
+
+    def __init__(self, out_dir: str | Path, *, every_n_epochs: int = 1, num_pairs: int = 4, words: int = 4):
+        self.out_dir = Path(out_dir)
+        self.every_n_epochs = every_n_epochs
+        self.num_pairs = num_pairs
+        self.words = words
+        self.written: list[Path] = []
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.global_rank != 0:
+            return
+        if trainer.current_epoch % self.every_n_epochs:
+            return
+        datamodule = getattr(trainer, "datamodule", None)
+        if datamodule is None:
+            return
+        dataset = datamodule._dataset("valid")
+        items = [dataset[i] for i in range(min(self.num_pairs, len(dataset)))]
+        if not items:
+            return
+        model = getattr(pl_module, "model", None)
+        if not isinstance(model, GLoRIA):
+            return
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                images = torch.stack([it["image"] for it in items]).to(pl_module.device)
+                tokens = model.process_text([it["text"] for it in items], pl_module.device)
+                image = model.encode_images(images)
+                text = model.encode_texts(tokens)
+                _, attention = two_stage_attention(
+                    text.words, image.regions, text.word_mask, model.alignment.attention_temperature
+                )  # [K, T, h, w]
+        finally:
+            model.train(was_training)
+        path = self.out_dir / f"epoch_{trainer.current_epoch:03d}.png"
+        self._plot(path, images.cpu(), attention.float().cpu(), text.word_strings, text.word_mask.cpu())
+        self.written.append(path)
+        log.info("attention snapshot: %s", path)
+
+    def _plot(
+        self,
+        path: Path,
+        images: torch.Tensor,
+        attention: torch.Tensor,
+        word_strings: list[list[str]],
+        word_mask: torch.Tensor,
+    ) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import torch.nn.functional as F
+
+        rows, cols = images.shape[0], 1 + self.words
+        fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.0 * rows), squeeze=False)
+        size = images.shape[-2:]
+        for i in range(rows):
+            gray = images[i, 0].numpy()
+            axes[i, 0].imshow(gray, cmap="gray")
+            axes[i, 0].set_title("image", fontsize=7)
+            slots = [j for j in range(1, attention.shape[1]) if bool(word_mask[i, j])][: self.words]
+            for c in range(1, cols):
+                ax = axes[i, c]
+                if c - 1 < len(slots):
+                    j = slots[c - 1]
+                    heat = F.interpolate(attention[i, j][None, None], size=tuple(size), mode="bilinear")[0, 0]
+                    ax.imshow(gray, cmap="gray")
+                    ax.imshow(heat.numpy(), cmap="jet", alpha=0.45)
+                    ax.set_title(word_strings[i][j] if j < len(word_strings[i]) else f"slot {j}", fontsize=7)
+            for ax in axes[i]:
+                ax.axis("off")
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=80)
+        plt.close(fig)

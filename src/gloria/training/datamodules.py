@@ -1,0 +1,115 @@
+"""LightningDataModule for every task: records per split from the ``data`` section, datasets, and loaders
+whose order comes from ``SeededSampler`` (exact resume; an equal share per process under DDP).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning.pytorch as L
+from torch.utils.data import DataLoader, Dataset
+
+from gloria.config import ImageTransformConfig
+from gloria.training.datasets import (
+    ImageReportDataset,
+    LabelledImageDataset,
+    SegmentationDataset,
+    collate,
+    usable_reports,
+)
+from gloria.training.experiment import DataSection, Task
+from gloria.training.samplers import SeededSampler
+from gloria.training.sources import SplitRecords, load_split_records
+
+log = logging.getLogger(__name__)
+
+Stage = str  # "train" | "valid" | "test"
+
+
+class GloriaDataModule(L.LightningDataModule):
+    """Loaders for ``task`` (pretrain: image-report pairs; classification: labelled images; segmentation:
+    image/mask pairs). ``seed`` drives ``train_pct`` subsampling, data order and per-sample draws."""
+
+    def __init__(
+        self,
+        task: Task,
+        data: DataSection,
+        transforms: ImageTransformConfig,
+        *,
+        seed: int,
+        classes: list[str],
+    ) -> None:
+        super().__init__()
+        self.task = task
+        self.data = data
+        self.transforms = transforms
+        self.seed = seed
+        self.classes = classes
+        self.records: SplitRecords | None = None
+        self.datasets: dict[Stage, Dataset[Any]] = {}
+
+    def load(self) -> SplitRecords:
+        """Read the records once (also used by the runner before building the model)."""
+        if self.records is None:
+            records = load_split_records(self.data, seed=self.seed)
+            if self.task == "pretrain":
+                for name in ("train", "valid", "test"):
+                    kept, dropped = usable_reports(getattr(records, name))
+                    if dropped:
+                        log.warning("%s: dropped %d reports without a sentence of two words", name, dropped)
+                    setattr(records, name, kept)
+                    records.info[f"{name}_rows"] = len(kept)
+            self.records = records
+        return self.records
+
+    def _dataset(self, stage: Stage) -> Dataset[Any]:
+        if stage not in self.datasets:
+            records = getattr(self.load(), stage)
+            train = stage == "train"
+            dataset: Dataset[Any]
+            if self.task == "pretrain":
+                dataset = ImageReportDataset(
+                    records, self.transforms, train=train, full_report=self.data.full_report
+                )
+            elif self.task == "classification":
+                dataset = LabelledImageDataset(records, self.classes, self.transforms, train=train)
+            else:
+                dataset = SegmentationDataset(records, self.transforms)
+            self.datasets[stage] = dataset
+        return self.datasets[stage]
+
+    def setup(self, stage: str | None = None) -> None:
+        self.load()
+
+    def _loader(self, stage: Stage) -> DataLoader[Any]:
+        dataset = self._dataset(stage)
+        size = len(dataset)  # type: ignore[arg-type]
+        if size == 0:
+            raise ValueError(f"the {stage!r} split of data source {self.data.source!r} is empty")
+        train = stage == "train"
+        batch = self.data.batch_size if train else (self.data.eval_batch_size or self.data.batch_size)
+        # contrastive pretraining needs full batches of at least two pairs (equal sizes on every process)
+        drop_last = train and self.task == "pretrain" and size >= batch
+        sampler = SeededSampler(size, seed=self.seed, shuffle=train)
+        return DataLoader(
+            dataset,
+            batch_size=batch,
+            sampler=sampler,
+            drop_last=drop_last,
+            collate_fn=collate,
+            num_workers=self.data.num_workers,
+            persistent_workers=self.data.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader[Any]:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader[Any]:
+        return self._loader("valid")
+
+    def test_dataloader(self) -> DataLoader[Any]:
+        if not self.load().test:
+            log.warning("no test split for data source %r: testing on the validation split", self.data.source)
+            return self._loader("valid")
+        return self._loader("test")

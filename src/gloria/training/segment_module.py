@@ -1,0 +1,59 @@
+"""Thin LightningModule for segmentation (method.md section 9): U-Net with the GLoRIA encoder, loss
+10 * focal - log(soft Dice), Dice per image at 0.5 (empty truth: 1 if the prediction is empty, else 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning.pytorch as L
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from gloria.training.experiment import OptimSection, SchedulerSection
+from gloria.training.objective import SegmentationObjective, dice_per_image
+from gloria.training.optim import optimizer_config
+
+
+class SegmentModule(L.LightningModule):
+    """Wraps a U-Net ``[B,3,H,W] -> [B,1,H,W]`` logits (``gloria.tasks.segmentation_model.build_unet``)."""
+
+    def __init__(self, unet: nn.Module, optim: OptimSection, scheduler: SchedulerSection) -> None:
+        super().__init__()
+        self.unet = unet
+        self.optim = optim
+        self.scheduler = scheduler
+        self.objective = SegmentationObjective(unet)
+        self.val_dice = MeanMetric()
+        self.test_dice = MeanMetric()
+
+    def _step(self, batch: Mapping[str, Any], stage: str) -> Tensor:
+        out = self.objective(batch)
+        size = int(batch["image"].shape[0])
+        train = stage == "train"
+        self.log_dict(
+            {f"{stage}_{k}": out[k].detach() for k in ("loss", "focal_loss", "soft_dice")},
+            prog_bar=True,
+            on_step=train,
+            on_epoch=True,
+            batch_size=size,
+            sync_dist=not train,
+        )
+        if not train:
+            metric = self.val_dice if stage == "val" else self.test_dice
+            metric.update(dice_per_image(out["logits"], batch["mask"]))
+            self.log(f"{stage}_dice", metric, on_epoch=True, prog_bar=True)
+        return out["loss"]
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        return self._step(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        return optimizer_config(self.unet, self.optim, self.scheduler)
