@@ -204,3 +204,19 @@ def test_lookup_table_path_equals_per_pixel_pipeline(tmp_path: Path, options: di
     signed = np.array([[-30000, -5], [7, 32000]], dtype=np.int16)
     ds = pydicom.dcmread(write_dicom(tmp_path / "s.dcm", signed, rescale=(0.5, 3.0), window=(0.0, 4000.0)))
     np.testing.assert_allclose(voi_pixels(ds, ds.pixel_array), display_intensities(ds, ds.pixel_array))
+
+
+def test_multi_frame_uses_first_frame_and_colour_is_refused(tmp_path: Path) -> None:
+    first = np.arange(16, dtype=np.uint16).reshape(4, 4) * 100
+    path = write_dicom(tmp_path / "mf.dcm", first, bits_stored=12)
+    ds = pydicom.dcmread(path)
+    ds.NumberOfFrames = 2
+    ds.PixelData = first.tobytes() + (4095 - first).tobytes()
+    ds.save_as(path)
+    np.testing.assert_array_equal(read_dicom(path), read_dicom(write_dicom(tmp_path / "one.dcm", first)))
+    rgb = write_dicom(tmp_path / "rgb.dcm", np.zeros((2, 6), dtype=np.uint8))
+    ds = pydicom.dcmread(rgb)
+    ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 2, 3, "RGB", 0
+    ds.save_as(rgb)
+    with pytest.raises(ValueError, match=r"rgb\.dcm.*colour"):
+        read_dicom(rgb)

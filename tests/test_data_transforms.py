@@ -160,6 +160,8 @@ def test_geometry_batched_maps_and_tensor_input() -> None:
     np.testing.assert_allclose(back[1, 2], single, equal_nan=True)
     with pytest.raises(ValueError, match="h, w"):
         geometry.crop_to_original(np.zeros(5))
+    with pytest.raises(ValueError, match="mode"):
+        geometry.crop_to_original(maps, mode="area")
 
 
 def test_mask_follows_image_geometry_and_stays_binary() -> None:

@@ -10,10 +10,12 @@ import functools
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import yaml
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DATA_ROOT_ENV = "GLORIA_DATA_ROOT"
 DEFAULT_DATA_ROOT = "./data"
@@ -102,6 +104,8 @@ def read_chexpert_5x200(path: str | Path | None = None) -> pd.DataFrame:
             f"`gloria prepare chexpert5x200` (set {DATA_ROOT_ENV} to the folder above {CHEXPERT_DIRNAME}/), "
             f"or put the release's {CHEXPERT_5x200_FILENAME} at that path."
         )
+    import pandas as pd  # deferred: importing gloria.constants stays cheap
+
     return pd.read_csv(csv_path)
 
 

@@ -110,6 +110,8 @@ class PreprocessGeometry:
         padding and undoing the resize, but each original pixel centre is sampled once from the map
         (``grid_sample``, ``align_corners=False``), so no NaN bleeds. NaN where the pixel was cropped away.
         """
+        if mode not in ("bilinear", "nearest", "bicubic"):
+            raise ValueError(f"mode must be 'bilinear', 'nearest' or 'bicubic', got {mode!r}")
         values = torch.as_tensor(np.asarray(maps) if not isinstance(maps, Tensor) else maps.detach().cpu())
         if values.ndim < 2:
             raise ValueError(f"maps must have shape [..., h, w], got {tuple(values.shape)}")
