@@ -101,8 +101,9 @@ def read_chexpert_5x200(path: str | Path | None = None) -> pd.DataFrame:
     if not csv_path.is_file():
         raise FileNotFoundError(
             f"CheXpert 5x200 CSV not found: {csv_path}. Create it from CheXpert's train.csv with "
-            f"`gloria prepare chexpert5x200` (set {DATA_ROOT_ENV} to the folder above {CHEXPERT_DIRNAME}/), "
-            f"or put the release's {CHEXPERT_5x200_FILENAME} at that path."
+            f"`gloria prepare chexpert5x200 --root {csv_path.parent}`, or put the release's "
+            f"{CHEXPERT_5x200_FILENAME} at that path ({DATA_ROOT_ENV} sets the data root holding "
+            f"{CHEXPERT_DIRNAME}/; now {data_root()})."
         )
     import pandas as pd  # deferred: importing gloria.constants stays cheap
 
