@@ -12,6 +12,7 @@ from torchvision import transforms as T
 from gloria.config import ImageTransformConfig
 from gloria.data.transforms import (
     ImagePreprocessor,
+    PreprocessGeometry,
     pad_split,
     resize_pad,
     resize_pad_mask,
@@ -177,3 +178,40 @@ def test_mask_follows_image_geometry_and_stays_binary() -> None:
     assert set(np.unique(resize_pad_mask(soft, 64))) == {0, 1}
     with pytest.raises(ValueError, match="interpolation"):
         resize_pad_mask(mask, 64, interpolation="cubic")  # type: ignore[arg-type]
+
+
+def _plain_crop_to_original(cell: np.ndarray, geometry: PreprocessGeometry, mode: str) -> np.ndarray:
+    """Per original pixel: its centre in crop pixels, then the map value there (written from the geometry)."""
+    h, w = cell.shape
+    crop = geometry.crop_size
+    out = np.full((geometry.original_height, geometry.original_width), np.nan)
+    for y in range(geometry.original_height):
+        for x in range(geometry.original_width):
+            cy = (y + 0.5) * geometry.resized_height / geometry.original_height + geometry.pad_top
+            cx = (x + 0.5) * geometry.resized_width / geometry.original_width + geometry.pad_left
+            cy, cx = cy - geometry.crop_top, cx - geometry.crop_left
+            if not (0 <= cy <= crop and 0 <= cx <= crop):
+                continue
+            gy, gx = cy * h / crop - 0.5, cx * w / crop - 0.5  # map-cell coordinates, centres at integers
+            if mode == "nearest":
+                out[y, x] = cell[min(max(round(gy), 0), h - 1), min(max(round(gx), 0), w - 1)]
+                continue
+            gy, gx = min(max(gy, 0.0), h - 1.0), min(max(gx, 0.0), w - 1.0)
+            y0, x0 = int(np.floor(gy)), int(np.floor(gx))
+            y1, x1 = min(y0 + 1, h - 1), min(x0 + 1, w - 1)
+            fy, fx = gy - y0, gx - x0
+            top = cell[y0, x0] * (1 - fx) + cell[y0, x1] * fx
+            bottom = cell[y1, x0] * (1 - fx) + cell[y1, x1] * fx
+            out[y, x] = top * (1 - fy) + bottom * fy
+    return out
+
+
+@pytest.mark.parametrize("shape", [(41, 29), (29, 41)])
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_crop_to_original_equals_plain_loop(shape: tuple[int, int], mode: str) -> None:
+    geometry = ImagePreprocessor(ImageTransformConfig(imsize=24, crop_size=20)).geometry(*shape)
+    cell = np.random.default_rng(3).random((5, 5))
+    ours = geometry.crop_to_original(cell, mode=mode)
+    expected = _plain_crop_to_original(cell, geometry, mode)
+    assert np.array_equal(np.isnan(ours), np.isnan(expected)) and np.isnan(ours).any()
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-5, equal_nan=True)
