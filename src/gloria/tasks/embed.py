@@ -188,7 +188,12 @@ def embed_images(
             found[key] = {}
         else:
             found[key] = entry
-    log.info("embedding %d images (%d cached, %d to encode)", len(paths), len(paths) - len(todo), len(todo))
+    log.info(
+        "embedding %d images (%d cached or repeated, %d to encode)",
+        len(paths),
+        len(paths) - len(todo),
+        len(todo),
+    )
     bar = tqdm(total=len(todo), desc="embed images", unit="img", disable=not progress)
     for start in range(0, len(todo), batch_size):
         batch_idx = todo[start : start + batch_size]

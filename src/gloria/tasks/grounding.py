@@ -6,11 +6,14 @@ Readouts turn one image's regions and one text's words into a distribution over 
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -19,6 +22,8 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from gloria.alignment.attention import check_regions_words, two_stage_attention
+
+log = logging.getLogger(__name__)
 
 Readout = Literal["two_stage", "two_stage_no_cls", "first_stage", "cosine"]
 READOUTS: tuple[Readout, ...] = ("two_stage", "two_stage_no_cls", "first_stage", "cosine")
@@ -164,3 +169,150 @@ class LocationPrior:
                 resized = cv2.resize(prior, (width, height), interpolation=cv2.INTER_LINEAR)
                 return np.asarray(resized, dtype=np.float32)
         raise ValueError("LocationPrior.predict called before fit")
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+
+
+@dataclass
+class GroundingCase:
+    """One finding to localise: the image, a phrase naming it, its class and ground-truth mask [H, W]."""
+
+    image_path: Path
+    text: str
+    label: str
+    mask: NDArray[np.bool_]
+    finding_words: list[str]
+    location_words: list[str]
+
+
+def synth_grounding_cases(root: str | Path, *, min_area: int = 4) -> list[GroundingCase]:
+    """Cases from SynthCXR's ``synthcxr_ground_truth.jsonl``: per finding, the impression sentence naming
+    it, the words of its ``finding`` spans, the words of its ``location`` spans, and its mask."""
+    from gloria.data.rle import rle_decode
+
+    base = Path(root)
+    gt = base / "synthcxr_ground_truth.jsonl"
+    if not gt.is_file():
+        raise FileNotFoundError(f"SynthCXR ground truth not found: {gt} (generate with `gloria synth`)")
+    cases = []
+    for line_no, line in enumerate(gt.read_text().splitlines(), start=1):
+        rec = json.loads(line)
+        try:
+            size, report, spans = int(rec["size"]), str(rec["report"]), rec["spans"]
+            start = int(rec["impression_start"])
+            for f in rec["findings"]:
+                if int(f["area"]) < min_area:
+                    continue
+                own = [spans[k] for k in f["spans"] if spans[k]["section"] == "impression"]
+                if not own:
+                    continue
+                s0 = min(int(s["start"]) for s in own)
+                begin = report.rfind(".", start, s0) + 1 or start
+                end = report.find(".", s0)
+                sentence = report[max(begin, start) : end if end >= 0 else len(report)].strip()
+                cases.append(
+                    GroundingCase(
+                        image_path=base / rec["chexpert_path"],
+                        text=sentence,
+                        label=str(f["label"]),
+                        mask=rle_decode(f["mask_rle"], size, size).astype(bool),
+                        finding_words=[w for s in own if s["role"] == "finding" for w in tokens(s["text"])],
+                        location_words=[w for s in own if s["role"] == "location" for w in tokens(s["text"])],
+                    )
+                )
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{gt}: line {line_no} is not a valid ground-truth record: {err}") from err
+    return cases
+
+
+def score_map(heatmap: NDArray[np.floating], mask: NDArray[np.bool_], tolerance: int) -> dict[str, float]:
+    """Pointing game (exact and dilated by ``tolerance`` px), IoU / Dice at half range, CNR."""
+    from gloria.tasks import metrics as M
+
+    iou, dice = M.iou_dice(M.threshold_map(heatmap, 0.5), mask)
+    return {
+        "pointing": float(M.pointing_game(heatmap, mask)),
+        "pointing_tol": float(M.pointing_game(heatmap, mask, tolerance=tolerance)),
+        "iou": iou,
+        "dice": dice,
+        "cnr": M.contrast_to_noise(heatmap, mask),
+    }
+
+
+@dataclass
+class GroundingOutput:
+    """Mean metrics per method (readouts and baselines), per-case maps of the first few evaluated cases."""
+
+    summary: dict[str, dict[str, float]]
+    examples: list[tuple[GroundingCase, dict[str, NDArray[np.float32]]]]
+
+
+@torch.no_grad()
+def evaluate_grounding(
+    model: Any,
+    cases: Sequence[GroundingCase],
+    *,
+    readouts: Sequence[Readout] = READOUTS,
+    fit_fraction: float = 0.5,
+    seed: int = 0,
+    n_examples: int = 4,
+    batch_size: int = 32,
+) -> GroundingOutput:
+    """Compare model readouts with image-blind baselines on held-out cases.
+
+    A seeded ``fit_fraction`` of the cases fits the location priors; all methods are scored on the rest.
+    The phrase map averages the maps of the words naming the finding (all real words when none match).
+    ``pointing_tol`` dilates the truth by one region's size in original pixels.
+    """
+    from gloria.tasks.embed import embed_images, embed_texts
+    from gloria.viz.maps import geometry_for, to_original
+
+    if len(cases) < 2:
+        raise ValueError(f"grounding evaluation needs at least 2 cases, got {len(cases)}")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(cases))
+    n_fit = min(max(1, round(fit_fraction * len(cases))), len(cases) - 1)
+    fit = [cases[i] for i in order[:n_fit]]
+    test = [cases[i] for i in sorted(order[n_fit:])]
+    prior = LocationPrior().fit((c.label, [], c.mask) for c in fit)
+    prior_words = LocationPrior(use_words=True).fit((c.label, c.location_words, c.mask) for c in fit)
+    images = embed_images(model, [c.image_path for c in test], batch_size=batch_size, with_regions=True)
+    texts = embed_texts(model, [c.text for c in test], batch_size=batch_size).features
+    cfg = model.config
+    per_method: dict[str, list[dict[str, float]]] = defaultdict(list)
+    examples: list[tuple[GroundingCase, dict[str, NDArray[np.float32]]]] = []
+    regions_all = images.features().regions
+    h, w = regions_all.shape[2:]
+    for i, case in enumerate(test):
+        H, W = case.mask.shape
+        geom = geometry_for(H, W, cfg.transforms)
+        tol = int(np.ceil(cfg.transforms.crop_size / h / geom.scale))
+        regions = regions_all[i : i + 1].to(texts.words.dtype)
+        slots = word_slots(texts.word_strings[i], case.finding_words)
+        if not slots:
+            slots = list(range(1, int(texts.word_mask[i].sum())))
+        maps: dict[str, NDArray[np.float32]] = {}
+        for readout in readouts:
+            wm = word_maps(
+                regions,
+                texts.words[i : i + 1],
+                texts.word_mask[i : i + 1],
+                readout=readout,
+                attention_temperature=cfg.alignment.attention_temperature,
+                cosine_temperature=cfg.alignment.logit_temperature,
+            )[0]
+            maps[readout] = to_original(phrase_map(wm, slots), geom)
+        maps["random"] = to_original(torch.from_numpy(random_map(h, w, rng)), geom)
+        maps["prior_class"] = prior.predict(case.label, [], H, W)
+        maps["prior_class_side_level"] = prior_words.predict(case.label, case.location_words, H, W)
+        for method, heat in maps.items():
+            per_method[method].append(score_map(heat, case.mask, tol))
+        if len(examples) < n_examples:
+            examples.append((case, maps))
+    summary = {
+        m: {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]} | {"n": float(len(rows))}
+        for m, rows in per_method.items()
+    }
+    log.info("grounding on %d held-out cases (%d fit the priors)", len(test), len(fit))
+    return GroundingOutput(summary, examples)

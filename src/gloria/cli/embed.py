@@ -1,0 +1,96 @@
+"""``gloria embed``: image (and text) embeddings to NPZ, batched, resumable through a content-hash cache.
+
+Also holds the ``--model`` handling shared by the evaluation commands (zero-shot, retrieve, attend).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PRESET_PREFIX = "preset:"
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="registered name, release .ckpt, converted directory, or preset:NAME (random weights: "
+        "smoke tests only)",
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+
+
+def load_model(spec: str, device: str | None = None) -> Any:
+    """The model named by ``--model`` in eval mode."""
+    if spec.startswith(PRESET_PREFIX):
+        import torch
+
+        from gloria.config import preset
+        from gloria.model import GLoRIA
+
+        log.warning("using preset %s with RANDOM weights: numbers are not meaningful", spec)
+        torch.manual_seed(0)
+        return GLoRIA(preset(spec[len(PRESET_PREFIX) :])).to(device or "cpu").eval()
+    from gloria.pretrained import load_gloria
+
+    return load_gloria(spec, device=device)
+
+
+def default_cache_dir() -> Path:
+    """``$GLORIA_EMBED_CACHE`` or ``~/.cache/gloria/embeddings``."""
+    env = os.environ.get("GLORIA_EMBED_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "gloria" / "embeddings"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "embed",
+        help="export image/text embeddings (NPZ)",
+        description="Encode images (a folder of JPEG/PNG/DICOM or a CSV with a Path column) and optionally "
+        "texts into one NPZ. Each image is encoded once per content hash and model; rerunning resumes.",
+    )
+    add_model_argument(parser)
+    parser.add_argument("--images", required=True, help="folder of images or CSV with a Path column")
+    parser.add_argument("--texts", default=None, help="CSV with a text column (text, Report Impression, ...)")
+    parser.add_argument("--out", required=True, help="output .npz file")
+    parser.add_argument("--regions", action="store_true", help="also store region features [N, D, h, w]")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--cache", default=None, help="cache folder (default $GLORIA_EMBED_CACHE or ~/.cache)"
+    )
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gloria.tasks import embed as E
+
+    model = load_model(args.model, args.device)
+    paths = E.list_images(args.images)
+    cache = None
+    if not args.no_cache:
+        root = Path(args.cache) if args.cache else default_cache_dir()
+        cache = E.EmbeddingCache(root, E.model_fingerprint(model))
+    images = E.embed_images(
+        model,
+        paths,
+        batch_size=args.batch_size,
+        cache=cache,
+        with_regions=args.regions,
+        progress=not args.no_progress,
+    )
+    texts = text_features = None
+    if args.texts:
+        texts = E.read_texts(args.texts)
+        text_features = E.embed_texts(model, texts, batch_size=args.batch_size).features
+    out = E.save_embeddings(args.out, images, texts, text_features)
+    hits = cache.hits if cache is not None else 0
+    log.info("wrote %s: %d images (%d from cache), %d texts", out, len(paths), hits, len(texts or []))
+    return 0
