@@ -71,6 +71,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--patient-col", default=None, help="csv: patient id column (default: the path)")
     parser.add_argument("--split-col", default=None, help="csv: existing split column (train/valid/test)")
     parser.add_argument("--view-col", default=None, help="csv: view column")
+    parser.add_argument(
+        "--image-root", type=Path, default=None, help="csv: base of relative image paths (default: its folder)"
+    )
     parser.add_argument("--label-cols", default="", help="csv: comma-separated label columns")
     parser.set_defaults(func=run)
 
@@ -128,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
             labels=labels,
         )
         mode: SplitMode = args.split or ("release" if args.split_col else "patient")
-        prepared = prep.prepare_csv(args.csv or root / "reports.csv", columns, mode=mode, seed=seed)
+        prepared = prep.prepare_csv(
+            args.csv or root / "reports.csv", columns, mode=mode, seed=seed, image_root=args.image_root
+        )
     missing = prep.check_images(prepared, allow_missing=args.allow_missing_images)
     prepared.extra["missing_images"] = missing
     if args.source == "chexpert5x200":

@@ -181,8 +181,10 @@ def prepare_siim(root: Path, *, mode: SplitMode, seed: int, balance: bool = True
     return Prepared("siim", frame, "ImageId", ("positive",), dropped=dropped, extra={"seed": seed})
 
 
-def prepare_csv(csv_path: Path, columns: ReportColumns, *, mode: SplitMode, seed: int) -> Prepared:
-    table = read_report_csv(csv_path, columns)
+def prepare_csv(
+    csv_path: Path, columns: ReportColumns, *, mode: SplitMode, seed: int, image_root: Path | None = None
+) -> Prepared:
+    table = read_report_csv(csv_path, columns, image_root=image_root)
     frame = table.frame
     if mode == "patient" or columns.split is None:
         frame["split"] = assign_patient_splits(frame, "patient_id", seed=seed)
