@@ -71,9 +71,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--patient-col", default=None, help="csv: patient id column (default: the path)")
     parser.add_argument("--split-col", default=None, help="csv: existing split column (train/valid/test)")
     parser.add_argument("--view-col", default=None, help="csv: view column")
-    parser.add_argument(
-        "--image-root", type=Path, default=None, help="csv: base of relative image paths (default: its folder)"
-    )
+    parser.add_argument("--image-root", type=Path, default=None, help="csv: base of relative image paths")
     parser.add_argument("--label-cols", default="", help="csv: comma-separated label columns")
     parser.set_defaults(func=run)
 
