@@ -60,6 +60,7 @@ class Anatomy:
 
 def sample_anatomy(rng: np.random.Generator, ctr: float | None = None) -> Anatomy:
     """Draw a patient's anatomy. ``ctr`` overrides the (normal, 0.38-0.47) cardiothoracic ratio."""
+    normal_ctr = float(rng.uniform(0.38, 0.47))  # always drawn, so an override leaves other draws unchanged
     top_r = float(rng.uniform(-0.80, -0.66))
     bottom_r = float(rng.uniform(0.42, 0.58))
     return Anatomy(
@@ -71,7 +72,7 @@ def sample_anatomy(rng: np.random.Generator, ctr: float | None = None) -> Anatom
         lung_top=(top_r, top_r + float(rng.uniform(-0.03, 0.03))),
         lung_bottom=(bottom_r, bottom_r + float(rng.uniform(0.01, 0.06))),
         dome_height=(float(rng.uniform(0.10, 0.18)), float(rng.uniform(0.08, 0.15))),
-        ctr=float(ctr if ctr is not None else rng.uniform(0.38, 0.47)),
+        ctr=float(ctr) if ctr is not None else normal_ctr,
         heart_center_u=float(rng.uniform(0.06, 0.12)),
         heart_half_height=float(rng.uniform(0.30, 0.36)),
         mediastinum_half_width=float(rng.uniform(0.08, 0.11)),

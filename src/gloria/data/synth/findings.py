@@ -217,7 +217,7 @@ def _draw_opacity(frame: Frame, plan: FindingPlan, rng: np.random.Generator, cfg
 def _draw_nodule(frame: Frame, plan: FindingPlan, rng: np.random.Generator, cfg: SynthConfig) -> Finding:
     mm = float(plan.attrs.get("mm", 10.0))
     zone = plan_zone(frame, plan)
-    radius = mm / 350.0  # a 350 mm wide chest spans 2 normalised units
+    radius = max(mm / 350.0, 3.0 / frame.size)  # a 350 mm chest spans 2 units; at least 1.5 px
     centre = _pick_centre(frame, zone, radius * frame.size / 2.0, rng)
     du, dv = frame.u - frame.u[centre], frame.v - frame.v[centre]
     mask = (du * du + dv * dv < radius * radius) & zone

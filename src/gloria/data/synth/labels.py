@@ -51,8 +51,9 @@ KIND_LABEL: dict[str, str] = {
 @dataclass(frozen=True)
 class Span:
     """Characters [start, end) of the full report text. ``role``: "finding" (names an observation: label
-    and value set), "location" or "severity" (describe finding ``finding``). ``section``: "findings" or
-    "impression". ``finding`` indexes the image's findings (None for a mention of an absent finding)."""
+    and value set), "location" / "severity" (describe finding ``finding``), "hedge" / "negation" (the cue
+    words that make a mention uncertain or negative). ``section``: "findings" or "impression". ``finding``
+    indexes the image's findings (None for a mention of an absent finding)."""
 
     start: int
     end: int

@@ -26,7 +26,7 @@ LOCATIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("left", "middle"): ("lingula", "left mid lung zone", "left perihilar region"),
     ("left", "lower"): ("left lower lobe", "left lung base", "left base", "retrocardiac region"),
 }
-HEDGE_PREFIX = ("possible ", "cannot exclude ", "questionable ", "probable ")
+HEDGE_PREFIX = ("possible", "cannot exclude", "questionable", "probable")
 HEDGE_WORDS = ("possible", "cannot exclude", "questionable", "probable", "may represent", "not excluded")
 NEGATION_WORDS = ("no ", "normal", "within normal limits", "without")
 
@@ -136,7 +136,7 @@ class _Grammar:
             return [fill("left chest wall "), noun("pacemaker"), fill(" with leads in the right heart")]
         segs = []
         if plan.hedged:
-            segs.append(fill(self.pick(HEDGE_PREFIX)))
+            segs += [(self.pick(HEDGE_PREFIX), "hedge", None, None, j), fill(" ")]
         if kind == "effusion":
             side = plan.side if plan.side != "bilateral" else "bilateral"
             plural = "s" if plan.side == "bilateral" else ""
@@ -195,7 +195,8 @@ class _Grammar:
                     noun("pneumonia", "Pneumonia", value),
                 ]
             elif pneumonia == "possible":
-                segs += [fill(", which may represent "), noun("pneumonia", "Pneumonia", -1.0)]
+                segs += [fill(", "), ("which may represent", "hedge", None, None, j), fill(" ")]
+                segs.append(noun("pneumonia", "Pneumonia", -1.0))
         elif kind == "nodule":
             segs += [
                 fill(f"{int(float(plan.attrs.get('mm', 10)))} mm "),
@@ -210,7 +211,8 @@ class _Grammar:
         """One sentence negating ``labels`` ("No pleural effusion or pneumothorax")."""
         nouns = [(self.pick(NEGATABLE[label]), "finding", label, 0.0, None) for label in labels]
         segs: list[Segment] = [
-            (self.pick(("no ", "there is no ", "no evidence of ")), None, None, None, None)
+            (self.pick(("no", "there is no", "no evidence of")), "negation", None, None, None),
+            (" ", None, None, None, None),
         ]
         for k, noun_seg in enumerate(nouns):
             if k > 0:
@@ -280,7 +282,8 @@ def write_report(plans: list[FindingPlan], rng: np.random.Generator, cfg: SynthC
             phrase = g.pick(HEDGEABLE_ABSENT[label])
             sentences.append(
                 [
-                    (g.pick(("cannot exclude ", "possible ")), None, None, None, None),
+                    (g.pick(("cannot exclude", "possible")), "hedge", None, None, None),
+                    (" ", None, None, None, None),
                     (phrase, "finding", label, -1.0, None),
                 ]
             )
