@@ -81,3 +81,19 @@ def test_header_without_space_and_missing_column(tmp_path):
     (tmp_path / "b.csv").write_text("ImageId, Pixels\nx, -1\n")
     with pytest.raises(ValueError, match=r"b\.csv: missing column\(s\) \['EncodedPixels'\]"):
         read_siim_rle(tmp_path / "b.csv")
+
+
+def test_mask_on_image_grid_of_other_size(tmp_path):
+    """RLEs refer to the image's own grid (SynthCXR writes 256 px SIIM images)."""
+    from gloria.data.siim import dicom_shape
+    from support.dicom_files import write_dicom
+
+    mask = np.zeros((256, 200), np.uint8)
+    mask[100:140, 20:30] = 1
+    rle = rle_encode(mask)
+    path = write_dicom(tmp_path / "x.dcm", np.zeros((256, 200), np.uint16))
+    height, width = dicom_shape(path)
+    assert (height, width) == (256, 200)
+    assert np.array_equal(load_mask((rle,), height=height, width=width), mask)
+    with pytest.raises(ValueError, match="beyond"):
+        load_mask((rle_encode(np.ones((300, 300), np.uint8)),), height=height, width=width)

@@ -177,6 +177,9 @@ def prepare_siim(root: Path, *, mode: SplitMode, seed: int, balance: bool = True
     found = siim.find_dicoms(root) if (root / siim.IMAGE_DIR).is_dir() else {}
     default = root / siim.IMAGE_DIR
     frame["path"] = [str(found.get(i, default / f"{i}.dcm")) for i in frame["ImageId"]]
+    shapes = [siim.dicom_shape(found[i]) if i in found else (siim.SIIM_SIZE,) * 2 for i in frame["ImageId"]]
+    frame["height"] = [h for h, _ in shapes]
+    frame["width"] = [w for _, w in shapes]
     frame["patient_id"] = frame["ImageId"]
     return Prepared("siim", frame, "ImageId", ("positive",), dropped=dropped, extra={"seed": seed})
 

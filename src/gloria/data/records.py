@@ -45,12 +45,17 @@ class LabelledImageRecord:
 
 @dataclass(frozen=True)
 class SegmentationRecord:
-    """One SIIM image with its run-length encoded regions (empty tuple: no pneumothorax)."""
+    """One SIIM image with its run-length encoded regions (empty tuple: no pneumothorax).
+
+    ``height`` x ``width`` is the pixel grid the RLE refers to (the image's; 1024 x 1024 in SIIM).
+    """
 
     path: Path
     image_id: str
     rles: tuple[str, ...]
     split: str
+    height: int = 1024
+    width: int = 1024
 
     @property
     def positive(self) -> bool:

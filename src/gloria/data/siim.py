@@ -125,10 +125,24 @@ def balance_negatives(train: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
     return train.loc[sorted([*positives.index, *drawn.index])]
 
 
-def load_mask(rles: tuple[str, ...], size: int | None = None) -> npt.NDArray[np.uint8]:
-    """Union mask uint8 {0, 1} [1024, 1024], or [size, size] resized with nearest and re-binarised."""
-    mask = rle_decode_union(rles, SIIM_SIZE, SIIM_SIZE)
-    if size is None or size == SIIM_SIZE:
+def dicom_shape(path: str | Path) -> tuple[int, int]:
+    """(Rows, Columns) of a DICOM from its header only (the grid its RLE refers to)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        return int(ds.Rows), int(ds.Columns)
+    except (OSError, AttributeError, pydicom.errors.InvalidDicomError) as err:
+        raise ValueError(f"cannot read the DICOM header of {path}: {err}") from err
+
+
+def load_mask(
+    rles: tuple[str, ...], size: int | None = None, *, height: int = SIIM_SIZE, width: int = SIIM_SIZE
+) -> npt.NDArray[np.uint8]:
+    """Union mask uint8 {0, 1} [height, width] (SIIM: 1024 x 1024), or [size, size] resized with nearest
+    and re-binarised."""
+    mask = rle_decode_union(rles, height, width)
+    if size is None or (size == height and size == width):
         return mask
     resized = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
     return (np.asarray(resized) > 0).astype(np.uint8)
@@ -139,7 +153,19 @@ def segmentation_records(frame: pd.DataFrame, dicoms: dict[str, Path]) -> list[S
     missing = [i for i in frame["ImageId"] if i not in dicoms]
     if missing:
         raise ValueError(f"{len(missing)} SIIM images have no DICOM, first: {missing[:5]}")
+    has_shape = {"height", "width"} <= set(frame.columns)
+    heights = frame["height"] if has_shape else pd.Series(SIIM_SIZE, index=frame.index)
+    widths = frame["width"] if has_shape else pd.Series(SIIM_SIZE, index=frame.index)
     return [
-        SegmentationRecord(path=dicoms[image_id], image_id=image_id, rles=split_rles(rles), split=split)
-        for image_id, rles, split in frame[["ImageId", "rles", "split"]].itertuples(index=False)
+        SegmentationRecord(
+            path=dicoms[image_id],
+            image_id=image_id,
+            rles=split_rles(rles),
+            split=split,
+            height=int(h),
+            width=int(w),
+        )
+        for image_id, rles, split, h, w in zip(
+            frame["ImageId"], frame["rles"], frame["split"], heights, widths
+        )
     ]
