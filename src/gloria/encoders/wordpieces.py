@@ -131,11 +131,13 @@ class WordPieceAggregator:
                 f"got {tuple(hidden.shape)}"
             )
         L, H = states.shape[1], states.shape[3]
-        # flat target index k * (T + 1) + slot; slot T collects the dropped tokens and is cut off
-        flat_index = (plan.slot + torch.arange(K, device=ids.device).unsqueeze(1) * (T + 1)).reshape(-1)
-        tokens = states.permute(0, 2, 1, 3).reshape(K * T, L * H)  # [K*T, L*H]
-        out = tokens.new_zeros(K * (T + 1), L * H).index_add(0, flat_index, tokens)
-        vectors = out.view(K, T + 1, L, H)[:, :T].permute(0, 2, 1, 3)  # [K, L, T, H]
+        # one index_add over the rows of states viewed as [K*L*T, H] (no copy, no permute): token (k, l, t)
+        # goes to row (k*L + l) * (T + 1) + slot[k, t]; slot T collects the dropped tokens and is cut off
+        base = torch.arange(K * L, device=ids.device).view(K, L, 1) * (T + 1)
+        flat_index = (base + plan.slot.unsqueeze(1)).reshape(-1)  # [K*L*T]
+        rows = states.reshape(K * L * T, H)
+        out = rows.new_zeros(K * L * (T + 1), H).index_add(0, flat_index, rows)
+        vectors = out.view(K, L, T + 1, H)[:, :, :T]  # [K, L, T, H]
         if squeeze:
             vectors = vectors[:, 0]
         word_counts, legacy = self._counts(ids, plan)
