@@ -13,6 +13,7 @@ from gloria.data.chexpert import (
     FIVE_BY_200_OTHERS,
     apply_uncertain_policy,
     image_path,
+    labelled_records,
     read_chexpert_csv,
     select_5x200_candidates,
     split_by_patient,
@@ -138,3 +139,21 @@ def test_5x200_on_real_chexpert_labels():
     assert (got["Frontal/Lateral"] == "Frontal").all()
     drawn = build_5x200(frame, seed=6)
     assert len(drawn.frame) == 1000 and drawn.frame["Path"].is_unique
+
+
+def test_labelled_records_apply_policy(tmp_path):
+    rows = [chexpert_row(1, 1, 1, labels={"Edema": -1.0, "Cardiomegaly": -1.0, "Atelectasis": 1.0})]
+    root = write_chexpert(tmp_path, rows, images=False)
+    frame = split_by_patient(read_chexpert_csv(root / "train.csv"), valid_fraction=0.5)
+    frame["path"] = [str(image_path(root, p)) for p in frame["Path"]]
+    (record,) = labelled_records(frame, policy="release")
+    assert record.labels == {
+        "Atelectasis": 1.0,
+        "Cardiomegaly": 0.0,
+        "Consolidation": 0.0,
+        "Edema": 1.0,
+        "Pleural Effusion": 0.0,
+    }
+    assert record.patient_id == "patient00001" and record.view == "Frontal"
+    assert record.path == root / "train/patient00001/study1/view1_frontal.jpg"
+    assert math.isnan(labelled_records(frame, policy="ignore")[0].labels["Edema"])

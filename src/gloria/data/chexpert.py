@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from gloria.data.csv_reports import require_columns
+from gloria.data.records import LabelledImageRecord
 from gloria.data.splits import assign_patient_splits
 
 log = logging.getLogger(__name__)
@@ -195,3 +196,29 @@ def select_5x200_candidates(frame: pd.DataFrame) -> pd.DataFrame:
         part["task"] = task
         parts.append(part)
     return pd.concat(parts)
+
+
+def labelled_records(
+    frame: pd.DataFrame,
+    *,
+    policy: UncertainPolicy = "release",
+    tasks: Sequence[str] = COMPETITION_TASKS,
+) -> list[LabelledImageRecord]:
+    """Classification records from a prepared CheXpert frame (``path``, ``split``, ``patient_id``)."""
+    require_columns(frame, ("path", "split", "patient_id", *tasks), "CheXpert frame")
+    targets = apply_uncertain_policy(frame, policy, tasks)
+    views = (
+        frame["Frontal/Lateral"] if "Frontal/Lateral" in frame.columns else pd.Series("", index=frame.index)
+    )
+    return [
+        LabelledImageRecord(
+            path=Path(str(path)),
+            labels={task: float(value) for task, value in zip(tasks, row)},
+            split=str(split),
+            patient_id=str(patient),
+            view=str(view),
+        )
+        for path, split, patient, view, row in zip(
+            frame["path"], frame["split"], frame["patient_id"], views, targets.itertuples(index=False)
+        )
+    ]
