@@ -35,6 +35,8 @@ def test_synth_command_writes_a_set(tmp_path: Path) -> None:
             "--prevalence",
             "effusion=0.5,edema=0.2",
             "--no-progress",
+            "--preview",
+            str(tmp_path / "grid.png"),
         ]
     )
     assert args.func(args) == 0
@@ -44,6 +46,7 @@ def test_synth_command_writes_a_set(tmp_path: Path) -> None:
     assert manifest["config"]["prevalence"]["effusion"] == 0.5
     assert manifest["config"]["prevalence"]["cardiomegaly"] == 0.2  # untouched default
     assert len(list((tmp_path / "CheXpert-v1.0").rglob("*.jpg"))) == 5
+    assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bad_prevalence_is_rejected() -> None:

@@ -49,6 +49,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--typo-rate", type=float, default=0.01, help="typos per filler word (default 0.01)")
     parser.add_argument("--uncertain-rate", type=float, default=0.12, help="hedged share of findings")
     parser.add_argument("--prevalence", type=_prevalence, default=None, help="e.g. effusion=0.3,edema=0.1")
+    parser.add_argument("--preview", default=None, help="also draw 8 example images with boxes to this PNG")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -79,4 +80,9 @@ def run(args: argparse.Namespace) -> int:
         summary.seconds,
         json.dumps(summary.counts),
     )
+    if args.preview:
+        from gloria.data.synth.preview import pick_examples, save_examples
+
+        path = save_examples(pick_examples(args.seed, cfg, pool=min(args.n, 200)), args.preview)
+        log.info("SynthCXR: example grid written to %s", path)
     return 0
