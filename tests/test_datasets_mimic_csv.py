@@ -70,6 +70,16 @@ def test_user_csv_roles_labels_and_empty_reports(tmp_path):
     assert table.frame["report"].iloc[0] == "Small effusion 1. No pneumothorax."
     records = report_records(table.frame, labels=("label",))
     assert records[0].path == root / "images/img1.jpg" and records[0].labels == {"label": 1.0}
+    frame = pd.read_csv(root / "reports.csv")
+    frame["split"] = ["Training", "Validation", "test", "val", "train", "TEST"]
+    frame.to_csv(root / "split.csv", index=False)
+    roles = ReportColumns(path="image", report="text", split="split")
+    with_split = read_report_csv(root / "split.csv", roles)
+    assert list(with_split.frame["split"]) == ["valid", "test", "train", "test"]
+    frame.loc[4, "split"] = "holdout"
+    frame.to_csv(root / "split.csv", index=False)
+    with pytest.raises(ValueError, match=r"split\.csv: row 6 split 'holdout'"):
+        read_report_csv(root / "split.csv", roles)
     with pytest.raises(ValueError, match=r"reports\.csv: missing column\(s\) \['caption'\]"):
         read_report_csv(root / "reports.csv", ReportColumns(path="image", report="caption"))
 
@@ -131,3 +141,31 @@ def test_sections_of_real_openi_reports():
             total += 1
             no_impression += report_text(got) == ""
     assert (total, no_impression) == (3955, 34)
+
+
+def test_prepare_mimic_official_and_patient_split(tmp_path):
+    import argparse
+    import json
+
+    from gloria.cli import prepare
+
+    studies = [
+        {"subject": 10000000 + i, "study": 50000000 + i, "split": ["train", "validate", "test"][i % 3],
+         "views": ["PA"], "report": MIMIC_REPORT}
+        for i in range(12)
+    ]  # fmt: skip
+    root = write_mimic(tmp_path, studies)
+    for mode in ("release", "patient"):
+        parser = argparse.ArgumentParser()
+        prepare.register(parser.add_subparsers())
+        args = parser.parse_args(
+            ["prepare", "mimic", "--root", str(root), "--split", mode, "--out", str(tmp_path / mode)]
+        )
+        assert args.func(args) == 0
+        summary = json.loads((tmp_path / mode / "mimic_summary.json").read_text())
+        counts = {name: info["rows"] for name, info in summary["splits"].items()}
+        assert sum(counts.values()) == 12
+        if mode == "release":
+            assert counts == {"train": 4, "valid": 4, "test": 4}
+    train = pd.read_csv(tmp_path / "release" / "mimic_train.csv")
+    assert set(train["report"]) == {"No acute cardiopulmonary process."}

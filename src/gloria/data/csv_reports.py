@@ -57,6 +57,24 @@ def normalise_report(text: object) -> str:
     return _SPACES.sub(" ", str(text)).strip()
 
 
+SPLIT_ALIASES = {
+    "train": "train", "training": "train",
+    "valid": "valid", "val": "valid", "validate": "valid", "validation": "valid",
+    "test": "test", "testing": "test",
+}  # fmt: skip
+
+
+def _split_names(values: pd.Series, source: str | Path) -> pd.Series:
+    """Split values mapped to train/valid/test; ValueError names the file, row and value otherwise."""
+    names = values.astype(str).str.strip().str.lower().map(SPLIT_ALIASES)
+    if names.isna().any():
+        row = int(names.isna().to_numpy().nonzero()[0][0])
+        raise ValueError(
+            f"{source}: row {row + 2} split {values.iloc[row]!r} is not one of {sorted(set(SPLIT_ALIASES))}"
+        )
+    return names
+
+
 def require_columns(frame: pd.DataFrame, columns: Sequence[str], source: str | Path) -> None:
     """Raise ValueError naming the file and every missing column."""
     missing = [c for c in columns if c not in frame.columns]
@@ -91,7 +109,7 @@ def read_report_csv(
             "path": [str(root / p) if not Path(p).is_absolute() else p for p in frame[columns.path]],
             "source_path": frame[columns.path],
             "report": [normalise_report(t) for t in frame[columns.report]],
-            "split": frame[columns.split].str.strip().str.lower() if columns.split else "train",
+            "split": _split_names(frame[columns.split], csv_path) if columns.split else "train",
             "patient_id": frame[columns.patient].astype(str) if columns.patient else frame[columns.path],
             "view": frame[columns.view].astype(str) if columns.view else "",
         }
