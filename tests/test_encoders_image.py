@@ -42,13 +42,16 @@ def test_backbone_shapes(backbone: str) -> None:
 
 def test_release_resize_is_applied() -> None:
     torch.manual_seed(0)
-    enc = ImageEncoder(ImageEncoderConfig(backbone="resnet18", input_resize=299), embed_dim=8).eval()
-    assert isinstance(enc.input_resize, InputResize)
-    images = torch.randn(1, 3, 64, 64)
+    release = ImageEncoder(ImageEncoderConfig(backbone="resnet18", input_resize=299), embed_dim=8).eval()
+    assert isinstance(release.input_resize, InputResize)
+    with torch.no_grad():
+        assert release(torch.randn(1, 3, 64, 64)).regions.shape == (1, 8, 19, 19)  # 299 px -> 19 x 19
+    enc = ImageEncoder(ImageEncoderConfig(backbone="resnet18", input_resize=80), embed_dim=8).eval()
+    images = torch.randn(1, 3, 64, 48)
     with torch.no_grad():
         feats = enc(images)
-        assert feats.regions.shape == (1, 8, 19, 19)  # 299 px -> 19 x 19 regions, as the release
-        resized = F.interpolate(images, size=(299, 299), mode="bilinear", align_corners=True)
+        assert feats.regions.shape == (1, 8, 5, 5)
+        resized = F.interpolate(images, size=(80, 80), mode="bilinear", align_corners=True)
         enc_no = ImageEncoder(ImageEncoderConfig(backbone="resnet18", input_resize=None), embed_dim=8).eval()
         enc_no.load_state_dict(enc.state_dict())
         torch.testing.assert_close(enc_no(resized).regions, feats.regions)
