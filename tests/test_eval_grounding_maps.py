@@ -134,3 +134,52 @@ def test_side_level_and_word_slots() -> None:
     assert float(G.phrase_map(maps, [3, 4]).sum()) == pytest.approx(1.0)
     rng = np.random.default_rng(0)
     assert G.random_map(4, 4, rng).sum() == pytest.approx(1.0)
+
+
+def test_synth_grounding_cases_from_a_ground_truth_record(tmp_path) -> None:
+    import json
+
+    from gloria.data.rle import rle_encode
+
+    report = (
+        "FINDINGS: Heart size is normal.\n\nIMPRESSION: No edema. Small left pleural effusion. Lungs clear."
+    )
+    start = report.index("No edema")
+    s0 = report.index("Small")
+    mask = np.zeros((32, 32), bool)
+    mask[20:26, 22:30] = True
+    record = {
+        "size": 32,
+        "report": report,
+        "impression_start": start,
+        "chexpert_path": "CheXpert-v1.0/train/patient00001/study1/view1_frontal.jpg",
+        "spans": [
+            {"start": s0, "end": s0 + 5, "text": "Small", "role": "severity", "section": "impression"},
+            {"start": s0 + 6, "end": s0 + 10, "text": "left", "role": "location", "section": "impression"},
+            {
+                "start": s0 + 11,
+                "end": s0 + 27,
+                "text": "pleural effusion",
+                "role": "finding",
+                "section": "impression",
+            },
+        ],
+        "findings": [
+            {
+                "label": "Pleural Effusion",
+                "area": int(mask.sum()),
+                "mask_rle": rle_encode(mask),
+                "spans": [0, 1, 2],
+            },
+            {"label": "Edema", "area": 0, "mask_rle": "-1", "spans": []},
+        ],
+    }
+    (tmp_path / "synthcxr_ground_truth.jsonl").write_text(json.dumps(record) + "\n")
+    (case,) = G.synth_grounding_cases(tmp_path)
+    assert case.text == "Small left pleural effusion"
+    assert case.finding_words == ["pleural", "effusion"] and case.location_words == ["left"]
+    assert case.label == "Pleural Effusion" and case.image_path.name == "view1_frontal.jpg"
+    np.testing.assert_array_equal(case.mask, mask)
+    (tmp_path / "synthcxr_ground_truth.jsonl").write_text('{"size": 32}\n')
+    with pytest.raises(ValueError, match="line 1"):
+        G.synth_grounding_cases(tmp_path)
