@@ -65,8 +65,9 @@ def test_chexpert_5x200_then_training_split(tmp_path):
     rows = chexpert_5x200_rows(4) + [
         chexpert_row(200 + i, 1, 1, labels={"No Finding": 1.0}) for i in range(10)
     ]
-    root = write_chexpert(tmp_path, rows, valid_rows=[chexpert_row(900, 1, 1, split="valid")])
-    reports = write_reports_csv(tmp_path / "master_updated.csv", rows)
+    valid_rows = [chexpert_row(900, 1, 1, split="valid")]
+    root = write_chexpert(tmp_path, rows, valid_rows=valid_rows)
+    reports = write_reports_csv(tmp_path / "master_updated.csv", rows + valid_rows)
     assert run_cli(prepare, ["prepare", "chexpert5x200", "--root", str(root), "--n", "2",
                              "--reports", str(reports)]) == 0  # fmt: skip
     drawn = pd.read_csv(root / "chexpert_5x200.csv")
@@ -83,6 +84,10 @@ def test_chexpert_5x200_then_training_split(tmp_path):
         assert not {p.rsplit("/", 1)[0] for p in frame["Path"]} & drawn_studies
     assert len(train) + len(valid) == len(rows) - 2 * 10
     assert not set(train["patient_id"]) & set(valid["patient_id"])
+    assert run_cli(prepare, ["prepare", "chexpert", "--root", str(root), "--frontal-only"]) == 0
+    summary = json.loads((root / "chexpert_summary.json").read_text())
+    assert summary["dropped"] == {"non_frontal": 10}  # laterals of the 10 candidates not drawn
+    assert summary["splits"]["test"]["rows"] == 1
     with pytest.raises(ValueError, match="use --split patient"):
         run_cli(prepare, ["prepare", "chexpert", "--root", str(root), "--split", "release"])
 

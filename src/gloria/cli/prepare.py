@@ -55,6 +55,9 @@ def register(subparsers: Any) -> None:
         "(default: <out>/chexpert_5x200.csv "
         "when present)",
     )
+    parser.add_argument(
+        "--frontal-only", action="store_true", help="chexpert/csv: drop lateral views (csv: needs --view-col)"
+    )
     parser.add_argument("--valid-fraction", type=float, default=0.1, help="chexpert: validation patients")
     parser.add_argument("--n", type=int, default=200, help="chexpert5x200: images per task")
     parser.add_argument(
@@ -101,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             reports=args.reports,
             exclude_5x200=exclude,
             valid_fraction=args.valid_fraction,
+            frontal=args.frontal_only,
         )
     elif args.source == "chexpert5x200":
         prepared = prep.prepare_chexpert_5x200(root, seed=seed, reports=args.reports, n=args.n)
@@ -130,7 +134,12 @@ def run(args: argparse.Namespace) -> int:
         )
         mode: SplitMode = args.split or ("release" if args.split_col else "patient")
         prepared = prep.prepare_csv(
-            args.csv or root / "reports.csv", columns, mode=mode, seed=seed, image_root=args.image_root
+            args.csv or root / "reports.csv",
+            columns,
+            mode=mode,
+            seed=seed,
+            image_root=args.image_root,
+            frontal=args.frontal_only,
         )
     missing = prep.check_images(prepared, allow_missing=args.allow_missing_images)
     prepared.extra["missing_images"] = missing

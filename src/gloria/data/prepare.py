@@ -93,8 +93,12 @@ def prepare_chexpert(
     reports: Path | None,
     exclude_5x200: Path | None,
     valid_fraction: float = 0.1,
+    frontal: bool = False,
 ) -> Prepared:
-    """train.csv split by patient into train/valid (5x200 studies removed), Stanford's valid.csv as test."""
+    """train.csv split by patient into train/valid (5x200 studies removed), Stanford's valid.csv as test.
+
+    With ``reports``, rows without a report are dropped (``no_report``); ``frontal`` drops lateral views.
+    """
     if mode == "release":
         raise ValueError(
             "CheXpert: the release's split (5,000 rows dropped by label) overlaps train and validation; "
@@ -111,15 +115,23 @@ def prepare_chexpert(
         frame = pd.concat([frame, test.assign(split="test")], ignore_index=True)
     frame["path"] = [str(chexpert.image_path(root, p)) for p in frame["Path"]]
     frame["view"] = frame["Frontal/Lateral"]
+    dropped: dict[str, int] = {}
+    if frontal:
+        kept = chexpert.frontal_only(frame)
+        dropped["non_frontal"] = len(frame) - len(kept)
+        frame = kept
     if reports is not None:
         table = read_report_csv(reports, REPORT_ROLES)
         texts = dict(zip(table.frame["source_path"], table.frame["report"]))
-        frame["report"] = frame["Path"].map(texts).fillna("")
+        frame = frame.assign(report=frame["Path"].map(texts).fillna(""))
+        dropped["no_report"] = int((frame["report"] == "").sum())
+        frame = frame[frame["report"] != ""]
     return Prepared(
         "chexpert",
         frame,
         "Path",
         chexpert.CHEXPERT_LABELS,
+        dropped=dropped,
         extra={"excluded_5x200_studies": len(studies), "seed": seed},
     )
 
@@ -185,9 +197,15 @@ def prepare_siim(root: Path, *, mode: SplitMode, seed: int, balance: bool = True
 
 
 def prepare_csv(
-    csv_path: Path, columns: ReportColumns, *, mode: SplitMode, seed: int, image_root: Path | None = None
+    csv_path: Path,
+    columns: ReportColumns,
+    *,
+    mode: SplitMode,
+    seed: int,
+    image_root: Path | None = None,
+    frontal: bool = False,
 ) -> Prepared:
-    table = read_report_csv(csv_path, columns, image_root=image_root)
+    table = read_report_csv(csv_path, columns, image_root=image_root, frontal_only=frontal)
     frame = table.frame
     if mode == "patient" or columns.split is None:
         frame["split"] = assign_patient_splits(frame, "patient_id", seed=seed)
