@@ -58,6 +58,16 @@ def test_process_img_files_and_arrays(tiny_model: GLoRIA, tmp_path: Path) -> Non
     assert tiny_model.process_img(array, None).shape == (1, 3, 64, 64)
 
 
+def test_process_img_dicom(tiny_model: GLoRIA, tmp_path: Path) -> None:
+    from support.dicom_files import write_dicom
+
+    pixels = np.random.default_rng(2).integers(0, 4096, (70, 60)).astype(np.uint16)
+    path = write_dicom(tmp_path / "chest.dcm", pixels, photometric="MONOCHROME1", bits_stored=12)
+    imgs = tiny_model.process_img([path], "cpu")
+    assert imgs.shape == (1, 3, 64, 64)
+    torch.testing.assert_close(imgs[0], ImagePreprocessor(tiny_model.config.transforms)(read_image(path)))
+
+
 def test_process_img_errors_name_the_file(tiny_model: GLoRIA, tmp_path: Path) -> None:
     missing = tmp_path / "missing.png"
     with pytest.raises(FileNotFoundError, match=r"missing\.png"):

@@ -147,11 +147,14 @@ class GLoRIA(nn.Module):
         )
         target = device if device is not None else self.device
         ids = tokens["input_ids"].long()
+        type_ids = tokens.get("token_type_ids")
+        if type_ids is None:  # tokenizers of models without segment embeddings
+            type_ids = torch.zeros_like(ids)
         word_counts, _ = self.text_encoder.aggregator.count_words(ids)
         return {
             "caption_ids": ids.to(target),
             "attention_mask": tokens["attention_mask"].long().to(target),
-            "token_type_ids": tokens["token_type_ids"].long().to(target),
+            "token_type_ids": type_ids.long().to(target),
             "cap_lens": release_cap_lens(raw),
             "word_counts": word_counts.to(target),
             "texts": cleaned,
