@@ -33,7 +33,8 @@ def run_cli(module, argv: list[str]) -> int:
 
 def test_rsna_release_split_files(tmp_path):
     root = write_rsna(tmp_path / "rsna", 20)
-    assert run_cli(prepare, ["prepare", "rsna", "--root", str(root), "--out", str(tmp_path / "out")]) == 0
+    argv = ["prepare", "rsna", "--root", str(root), "--out", str(tmp_path / "out"), "--split", "release"]
+    assert run_cli(prepare, argv) == 0
     summary = json.loads((tmp_path / "out" / "rsna_summary.json").read_text())
     frames = {s: pd.read_csv(tmp_path / "out" / f"rsna_{s}.csv") for s in ("train", "valid", "test")}
     assert {s: len(f) for s, f in frames.items()} == {"train": 14, "valid": 3, "test": 3}

@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
         choices=("release", "patient"),
         default=None,
         help="release: the 2021 release's split where defined; patient: seeded, by patient "
-        "(default: release for rsna/siim/mimic/csv with a split column, else patient)",
+        "(default: patient; mimic and a csv with --split-col: their own split)",
     )
     parser.add_argument("--seed", type=int, default=None, help="seed (default 0; chexpert5x200: 6)")
     parser.add_argument(
@@ -117,10 +117,10 @@ def run(args: argparse.Namespace) -> int:
             include_findings=args.include_findings,
         )
     elif args.source == "rsna":
-        prepared = prep.prepare_rsna(root, mode=args.split or "release", seed=seed)
+        prepared = prep.prepare_rsna(root, mode=args.split or "patient", seed=seed)
     elif args.source == "siim":
         prepared = prep.prepare_siim(
-            root, mode=args.split or "release", seed=seed, balance=not args.no_balance
+            root, mode=args.split or "patient", seed=seed, balance=not args.no_balance
         )
     else:
         labels = tuple(c.strip() for c in args.label_cols.split(",") if c.strip())
