@@ -8,11 +8,11 @@ c_ik the two-stage attention context of text k's words over image i's regions. B
 from __future__ import annotations
 
 import logging
-import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from gloria.alignment.attention import check_regions_words
@@ -23,6 +23,70 @@ ScoreAggregation = Literal["sum", "mean", "max"]
 
 # default block size, in elements of one [images, R, texts, words] tensor (float32: 32 MiB)
 DEFAULT_BLOCK_ELEMENTS = 1 << 23
+
+
+# below this attention temperature exp(t * p), p in [0, 1], cannot overflow: no max subtraction needed
+_PLAIN_EXP_MAX_TEMPERATURE = 60.0
+
+
+def _region_softmax(word_probs: Tensor, attention_temperature: float) -> Tensor:
+    """alpha = softmax over regions (dim 1) of ``attention_temperature * word_probs``; consumes its input."""
+    if 0.0 <= attention_temperature <= _PLAIN_EXP_MAX_TEMPERATURE:
+        expd = word_probs.mul_(attention_temperature).exp_()  # bounded by e^t: no max subtraction
+        return expd.div_(expd.sum(dim=1, keepdim=True))
+    return (attention_temperature * word_probs).softmax(dim=1)
+
+
+class _AttentionMoments(torch.autograd.Function):
+    """Per (image, text, word): numer = W_j . c_j and sq_norm = ||c_j||^2 of the two-stage attention context,
+    with a hand-written backward that keeps four block tensors (a, p, alpha, G alpha) instead of autograd's
+    dozen and reuses them in place.
+
+    values_t [n, R, D], gram [n, R, R], words [D, k*L], mask [k, L] -> (numer [n, k, L], sq_norm [n, k, L]).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, values_t: Tensor, gram: Tensor, words: Tensor, mask: Tensor, attention_temperature: float
+    ) -> tuple[Tensor, Tensor]:
+        n, R, D = values_t.shape
+        k, L = mask.shape
+        scores = (values_t.reshape(n * R, D) @ words).view(n, R, k, L)  # a[i, m, k, j]
+        word_probs = scores.masked_fill(~mask.view(1, 1, k, L), float("-inf")).softmax(dim=3)  # p
+        alpha = _region_softmax(word_probs.clone(), attention_temperature)  # [n, R, k, L]
+        numer = torch.linalg.vecdot(alpha, scores, dim=1)  # sum_m alpha a: [n, k, L]
+        g_alpha = torch.bmm(gram, alpha.view(n, R, k * L)).view(n, R, k, L)  # G alpha
+        sq_norm = torch.linalg.vecdot(alpha, g_alpha, dim=1)  # alpha^T G alpha: [n, k, L]
+        ctx.save_for_backward(values_t, words, scores, word_probs, alpha, g_alpha)
+        ctx.attention_temperature = attention_temperature
+        return numer, sq_norm
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_numer: Tensor, grad_sq: Tensor) -> tuple[Tensor | None, ...]:
+        values_t, words, scores, word_probs, alpha, g_alpha = ctx.saved_tensors
+        n, R, k, L = alpha.shape
+        D = values_t.shape[2]
+        gn = grad_numer.unsqueeze(1)  # [n, 1, k, L]
+        gs = grad_sq.unsqueeze(1)
+        grad_gram = None
+        if ctx.needs_input_grad[1]:  # d/dG of sum alpha^T G alpha * gs = alpha diag(gs) alpha^T
+            weighted = (alpha * gs).view(n, R, k * L)
+            grad_gram = torch.bmm(weighted, alpha.view(n, R, k * L).transpose(1, 2))
+        # d/d alpha: gn * a + 2 gs * G alpha (G symmetric), built in the G alpha buffer
+        grad_alpha = g_alpha.mul_(2 * gs).addcmul_(scores, gn)
+        # softmax over regions of t * p: dp = t * alpha * (d alpha - sum_m alpha d alpha)
+        inner = torch.linalg.vecdot(alpha, grad_alpha, dim=1).unsqueeze(1)
+        grad_p = grad_alpha.sub_(inner).mul_(alpha).mul_(ctx.attention_temperature)
+        # softmax over words: da = p * (dp - sum_j p dp); plus the direct term alpha * gn of numer
+        inner = torch.linalg.vecdot(word_probs, grad_p, dim=3).unsqueeze(3)
+        grad_scores = grad_p.sub_(inner).mul_(word_probs).addcmul_(alpha, gn).view(n * R, k * L)
+        grad_values = grad_words = None
+        if ctx.needs_input_grad[0]:
+            grad_values = (grad_scores @ words.t()).view(n, R, D)
+        if ctx.needs_input_grad[2]:
+            grad_words = values_t.reshape(n * R, D).t() @ grad_scores
+        return grad_values, grad_gram, grad_words, None, None
 
 
 def _block_scores(
@@ -43,15 +107,7 @@ def _block_scores(
     The context norm uses ||c_j||^2 = alpha_j^T G alpha_j and the numerator
     W_j . c_j = sum_m alpha[j,m] a[m,j], so the D x L context is never formed (R < D at the release's scale).
     """
-    n, R, D = values_t.shape
-    k, L = mask.shape
-    scores = (values_t.reshape(n * R, D) @ words).view(n, R, k, L)  # a[i, m, k, j]
-    keep = mask.view(1, 1, k, L)
-    word_probs = scores.masked_fill(~keep, float("-inf")).softmax(dim=3)  # softmax over words
-    alpha = (attention_temperature * word_probs).softmax(dim=1)  # softmax over regions
-    numer = (alpha * scores).sum(dim=1)  # W_j . c_j: [n, k, L]
-    alpha_flat = alpha.view(n, R, k * L)
-    sq_norm = (alpha_flat * torch.bmm(gram, alpha_flat)).sum(dim=1).view(n, k, L)  # ||c_j||^2
+    numer, sq_norm = _AttentionMoments.apply(values_t, gram, words, mask, attention_temperature)
     ctx_norm = sq_norm.clamp_min(eps * eps).sqrt()
     cos = numer / (word_norms * ctx_norm).clamp_min(eps)  # R[i, k, j]: [n, k, L]
     if agg == "max":
@@ -75,6 +131,18 @@ def _pack_words(words: Tensor, word_mask: Tensor, index: Tensor) -> tuple[Tensor
     mask = torch.arange(L, device=words.device).unsqueeze(0) < counts.unsqueeze(1)
     norms = torch.linalg.vector_norm(sub, dim=1)  # [k, L]
     return sub.permute(1, 0, 2).reshape(words.shape[1], -1), norms, mask
+
+
+def plan_text_chunks(word_mask: Tensor, rows: int, chunk_size: int | None = None) -> list[Tensor]:
+    """Text indices per block: texts sorted by word count (similar lengths share a block, so little
+    padding), ``chunk_size`` per block, or by default as many as keep one [rows, texts, longest] block
+    within ``DEFAULT_BLOCK_ELEMENTS`` (rows = images per block * regions). word_mask [K, T] -> list of [k]."""
+    counts = word_mask.sum(dim=1)
+    order = torch.argsort(counts, stable=True)
+    if chunk_size is None:
+        longest = max(int(counts.max()), 1)
+        chunk_size = max(1, DEFAULT_BLOCK_ELEMENTS // (rows * longest))
+    return list(torch.split(order, chunk_size))
 
 
 def local_scores(
@@ -111,19 +179,14 @@ def local_scores(
     K = words.shape[0]
     R = h * w
     values_t = regions.reshape(N, D, R).transpose(1, 2).contiguous()  # [N, R, D]
-    counts = word_mask.sum(dim=1)
-    text_order = torch.argsort(counts, stable=True)  # similar lengths share a chunk
     n_img = N if image_chunk_size is None else image_chunk_size
-    if chunk_size is None:
-        longest = max(int(counts.max()), 1)
-        chunk_size = max(1, DEFAULT_BLOCK_ELEMENTS // (min(n_img, N) * R * longest))
+    chunks = plan_text_chunks(word_mask, min(n_img, N) * R, chunk_size)
     image_blocks = []
     for i0 in range(0, N, n_img):
         vt = values_t[i0 : i0 + n_img]
         image_blocks.append((vt, torch.bmm(vt, vt.transpose(1, 2))))  # regions, Gram [n, R, R]
     columns = []
-    for t0 in range(0, K, chunk_size):
-        index = text_order[t0 : t0 + chunk_size]
+    for index in chunks:
         packed, norms, mask = _pack_words(words, word_mask, index)
         rows = []
         for vt, gram in image_blocks:
@@ -133,8 +196,9 @@ def local_scores(
             else:
                 rows.append(_block_scores(*args))
         columns.append(torch.cat(rows, dim=0))
-    by_length = torch.cat(columns, dim=1)  # [N, K], columns in text_order
+    by_length = torch.cat(columns, dim=1)  # [N, K], columns in chunk order
+    text_order = torch.cat(chunks)
     inverse = torch.empty_like(text_order)
     inverse[text_order] = torch.arange(K, device=text_order.device)
-    log.debug("local scores: %d images x %d texts, %d text chunks", N, K, math.ceil(K / chunk_size))
+    log.debug("local scores: %d images x %d texts in %d text chunks", N, K, len(chunks))
     return by_length[:, inverse]
