@@ -215,3 +215,23 @@ def test_crop_to_original_equals_plain_loop(shape: tuple[int, int], mode: str) -
     expected = _plain_crop_to_original(cell, geometry, mode)
     assert np.array_equal(np.isnan(ours), np.isnan(expected)) and np.isnan(ours).any()
     np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-5, equal_nan=True)
+
+
+@pytest.mark.parametrize("norm", ["half", "imagenet"])
+@pytest.mark.parametrize("train", [False, True])
+def test_single_channel_path_equals_three_channel_torchvision_pipeline(norm: str, train: bool) -> None:
+    """Cropping and normalising one channel must give exactly ToTensor -> crop -> Normalize on RGB."""
+    from torchvision import transforms as TV
+
+    from gloria.data.transforms import NORMALISATION, resize_pad
+
+    gray = np.random.default_rng(3).integers(0, 256, (300, 411), dtype=np.uint8)
+    cfg = ImageTransformConfig(imsize=256, crop_size=224, norm=norm)  # type: ignore[arg-type]
+    mean, std = NORMALISATION[norm]
+    crop = TV.RandomCrop(224) if train else TV.CenterCrop(224)
+    reference = TV.Compose([TV.ToTensor(), crop, TV.Normalize(mean, std)])
+    torch.manual_seed(11)
+    ours = ImagePreprocessor(cfg, train=train)(gray)
+    torch.manual_seed(11)
+    expected = reference(np.repeat(resize_pad(gray, 256)[:, :, None], 3, axis=2))
+    assert torch.equal(ours, expected)
