@@ -157,3 +157,19 @@ def test_to_plain_unwraps_nested_containers(tmp_path: Path) -> None:
     torch.save({"cfg": cfg}, path)
     loaded = safe_torch_load(path)
     assert to_plain(loaded["cfg"]) == {"a": [1, 2.5, {"b": None}], "c": {"d": "x", "e": True}, "f": "???"}
+
+
+def test_legacy_non_zip_format(tmp_path: Path) -> None:
+    cfg = OmegaConf.create({"model": {"gloria": {"temp1": 4.0}}})
+    good = tmp_path / "legacy.ckpt"
+    weights = {"gloria.img_encoder.global_embedder.bias": torch.arange(3.0)}
+    torch.save({"state_dict": weights, "hyper_parameters": cfg}, good, _use_new_zipfile_serialization=False)
+    ckpt = read_release_checkpoint(good)
+    assert ckpt.hyper_parameters == {"model": {"gloria": {"temp1": 4.0}}}
+    assert torch.equal(ckpt.state_dict["img_encoder.global_embedder.bias"], torch.arange(3.0))
+    marker = tmp_path / "LEGACY_MARKER"
+    evil = write_malicious_checkpoint(tmp_path / "legacy_evil.ckpt", marker, legacy_format=True)
+    assert not zipfile.is_zipfile(evil)
+    with pytest.raises(UnsafeCheckpointError, match="system"):
+        read_release_checkpoint(evil)
+    assert not marker.exists()

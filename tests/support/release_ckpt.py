@@ -315,12 +315,13 @@ class _RunsCommand:
         return (os.system, (self.command,))
 
 
-def write_malicious_checkpoint(path: Path, marker: Path) -> Path:
-    """A release-looking checkpoint whose unpickling would create ``marker`` via ``os.system``."""
+def write_malicious_checkpoint(path: Path, marker: Path, *, legacy_format: bool = False) -> Path:
+    """A release-looking checkpoint whose unpickling would create ``marker`` via ``os.system``
+    (``legacy_format``: torch's pre-1.6 non-zip container)."""
     payload = {
         "state_dict": {"gloria.img_encoder.global_embedder.bias": torch.zeros(4)},
         "pytorch-lightning_version": "1.1.4",
         "hyper_parameters": {"innocent": _RunsCommand(f"touch {marker}")},
     }
-    torch.save(payload, path)
+    torch.save(payload, path, _use_new_zipfile_serialization=not legacy_format)
     return path

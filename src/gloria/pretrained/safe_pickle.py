@@ -134,9 +134,10 @@ def _describe_failure(path: Path, err: BaseException) -> str:
     if zipfile.is_zipfile(path) or "zip archive" in text or "central directory" in text:
         first = text.splitlines()[0] if text else type(err).__name__
         return f"checkpoint {path} is corrupt or truncated (its zip archive cannot be read: {first})"
+    first_line = text.splitlines()[0] if text else ""
     return (
         f"{path} is not a readable PyTorch checkpoint (torch.save file); "
-        f"it may be truncated or of another format: {text.splitlines()[0] if text else type(err).__name__}"
+        f"it may be truncated or of another format ({type(err).__name__}: {first_line})"
     )
 
 
@@ -158,10 +159,18 @@ def safe_torch_load(path: str | Path, *, trust: bool = False) -> Any:
     if trust:
         log.warning("loading %s with full unpickling (trust=True): the file can run arbitrary code", path)
         return _load(path, lambda: torch.load(path, map_location="cpu", weights_only=False))
-    try:
-        refused = unsafe_globals(path)
-    except Exception as err:  # the static scan reads the archive: a broken file fails here first
-        raise ValueError(_describe_failure(path, err)) from err
+    refused: list[str] = []
+    with path.open("rb") as fh:
+        zip_magic = fh.read(4) == b"PK\x03\x04"
+    if zip_magic and not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"checkpoint {path} is corrupt or truncated: its zip archive has no central directory"
+        )
+    if zip_magic:  # legacy (pre-1.6) files cannot be scanned; the unpickler still refuses
+        try:
+            refused = unsafe_globals(path)
+        except Exception as err:  # the static scan reads the archive: a broken file fails here first
+            raise ValueError(_describe_failure(path, err)) from err
     if refused:
         raise UnsafeCheckpointError(
             f"refusing to load {path}: it names globals outside the allow-list: {refused}. "
@@ -184,7 +193,7 @@ def _load(path: Path, loader: Callable[[], Any]) -> Any:
         if "Weights only load failed" in str(err):
             raise UnsafeCheckpointError(f"refusing to load {path}: {_weights_only_reason(str(err))}") from err
         raise ValueError(f"{path} is not a readable PyTorch checkpoint: {first}") from err
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, KeyError, TypeError) as err:
+    except Exception as err:  # torch's readers raise many types (RuntimeError, EOFError, IndexError, ...)
         raise ValueError(_describe_failure(path, err)) from err
 
 
