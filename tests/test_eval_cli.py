@@ -137,3 +137,21 @@ def test_attend_evaluate_and_embed_commands(
     assert f"{n} images ({n} from cache)" in caplog.text
     with np.load(emb) as data:
         assert data["embeddings"].shape == (n, 32) and data["text_embeddings"].shape == (2, 32)
+
+
+def test_rsna_grounding_cases_are_box_masks(synth_root: Path) -> None:
+    from gloria.tasks.grounding import rsna_grounding_cases
+    from gloria.tasks.metrics import box_to_mask
+
+    root = synth_root / "rsna_pneumonia"
+    labels = pd.read_csv(root / "stage_2_train_labels.csv")
+    positives = labels[labels["Target"] == 1]
+    cases = rsna_grounding_cases(root)
+    assert len(cases) == positives["patientId"].nunique()
+    case = cases[0]
+    pid = case.image_path.stem
+    expected = np.zeros_like(case.mask)
+    for x, y, w, h in positives[positives["patientId"] == pid][["x", "y", "width", "height"]].to_numpy():
+        expected |= box_to_mask((x, y, w, h), *case.mask.shape)
+    np.testing.assert_array_equal(case.mask, expected)
+    assert case.label == "Lung Opacity" and case.finding_words == ["opacity", "pneumonia"]

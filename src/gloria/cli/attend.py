@@ -1,5 +1,5 @@
 """``gloria attend``: word and phrase attention maps on the original image pixels (PNG overlay), or, with
-``--evaluate``, grounding metrics on SynthCXR ground truth next to image-blind baselines."""
+``--evaluate``, grounding metrics on SynthCXR masks or RSNA boxes next to image-blind baselines."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def register(subparsers: Any) -> None:
         "attend",
         help="attention maps of a text over an image (PNG), or grounding evaluation",
         description="Per-word and whole-phrase maps mapped back to the original image (resize, pad and crop "
-        "undone). With --evaluate SYNTH_ROOT: pointing game, IoU/Dice, CNR vs baselines.",
+        "undone). With --evaluate ROOT (SynthCXR or RSNA-style): pointing game, IoU/Dice, CNR vs baselines.",
     )
     parser.add_argument("image", nargs="?", help="JPEG/PNG/DICOM image")
     add_model_argument(parser)
@@ -31,7 +31,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", required=True, help="PNG file (single image) or folder (--evaluate)")
     parser.add_argument("--save-maps", default=None, help="also write the maps [words+1, H, W] to this .npz")
     parser.add_argument(
-        "--evaluate", default=None, metavar="SYNTH_ROOT", help="SynthCXR folder to evaluate on"
+        "--evaluate", default=None, metavar="ROOT", help="data folder to evaluate grounding on"
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=["synth", "rsna"],
+        default="synth",
+        help="--evaluate ROOT is SynthCXR (ground-truth masks + report words) or RSNA-style (boxes)",
     )
     parser.add_argument("--max-cases", type=int, default=None, help="evaluate on at most this many findings")
     parser.add_argument("--seed", type=int, default=0)
@@ -42,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.evaluate:
         return _evaluate(args)
     if not args.image or not args.text:
-        raise ValueError("attend needs IMAGE and --text (or --evaluate SYNTH_ROOT)")
+        raise ValueError("attend needs IMAGE and --text (or --evaluate ROOT)")
     import torch
 
     from gloria.data.images import read_image
@@ -96,18 +102,24 @@ def _mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from gloria.data.images import read_image
-    from gloria.tasks.grounding import evaluate_grounding, synth_grounding_cases
+    from gloria.tasks.grounding import evaluate_grounding, rsna_grounding_cases, synth_grounding_cases
     from gloria.tasks.report import Report, add_grounding
     from gloria.viz import plots
     from gloria.viz.maps import normalise_for_display
 
-    cases = synth_grounding_cases(args.evaluate)
-    if args.max_cases is not None:
-        cases = cases[: args.max_cases]
+    if args.dataset == "rsna":
+        cases = rsna_grounding_cases(args.evaluate, limit=args.max_cases)
+    else:
+        cases = synth_grounding_cases(args.evaluate)[: args.max_cases]
     model = load_model(args.model, args.device)
     result = evaluate_grounding(model, cases, seed=args.seed)
     report = Report("Grounding", Path(args.out))
-    report.results["settings"] = {"model": args.model, "data": str(args.evaluate), "cases": len(cases)}
+    report.results["settings"] = {
+        "model": args.model,
+        "data": str(args.evaluate),
+        "dataset": args.dataset,
+        "cases": len(cases),
+    }
     report.text(
         f"Model `{args.model}` on `{args.evaluate}`: half of the findings (seeded) fit the location priors, "
         "all methods are scored on the other half. `pointing_tol` dilates the truth by one region."

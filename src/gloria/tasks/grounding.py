@@ -226,6 +226,40 @@ def synth_grounding_cases(root: str | Path, *, min_area: int = 4) -> list[Ground
     return cases
 
 
+RSNA_PHRASE = "lung opacity concerning for pneumonia"
+
+
+def rsna_grounding_cases(
+    root: str | Path, *, text: str = RSNA_PHRASE, limit: int | None = None
+) -> list[GroundingCase]:
+    """Cases from an RSNA-style folder (``stage_2_train_labels.csv`` + ``stage_2_train_images/*.dcm``):
+    every patient with boxes, the union of its boxes as the mask, ``text`` as the phrase (RSNA has no
+    reports, so the location words are empty and the side/level prior falls back to the class prior)."""
+    from gloria.data.images import read_image
+    from gloria.data.records import boxes_from_json
+    from gloria.data.rsna import group_by_patient, image_path, read_rsna_labels
+    from gloria.tasks.metrics import box_to_mask
+
+    base = Path(root)
+    grouped = group_by_patient(read_rsna_labels(base / "stage_2_train_labels.csv"))
+    cases = []
+    for pid, target, boxes in grouped[["patientId", "Target", "boxes"]].itertuples(index=False):
+        if int(target) != 1:
+            continue
+        path = image_path(base, str(pid))
+        H, W = read_image(path).shape
+        mask = np.zeros((H, W), dtype=bool)
+        for box in boxes_from_json(str(boxes), where=f"patientId {pid}"):
+            mask |= box_to_mask(box, H, W)
+        finding = [w for w in tokens(text) if w in {"opacity", "pneumonia", "consolidation"}]
+        cases.append(GroundingCase(path, text, "Lung Opacity", mask, finding or tokens(text), []))
+        if limit is not None and len(cases) >= limit:
+            break
+    if not cases:
+        raise ValueError(f"{base}: no RSNA patient with a box (Target 1)")
+    return cases
+
+
 def score_map(heatmap: NDArray[np.floating], mask: NDArray[np.bool_], tolerance: int) -> dict[str, float]:
     """Pointing game (exact and dilated by ``tolerance`` px), IoU / Dice at half range, CNR."""
     from gloria.tasks import metrics as M
