@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gloria.alignment.local import local_scores
+from gloria.alignment.local import DEFAULT_BLOCK_ELEMENTS, local_scores, plan_text_chunks
 from support.alignment_reference import local_similarity_loop
 
 TOL = {torch.float64: 1e-8, torch.float32: 1e-4}
@@ -107,3 +107,35 @@ def test_bad_shapes_name_the_shapes() -> None:
         local_scores(regions, words, empty, **kw)
     with pytest.raises(ValueError, match="agg"):
         local_scores(regions, words, mask, agg="median", **kw)  # type: ignore[arg-type]
+
+
+def test_text_chunks_cover_every_text_once_sorted_by_length() -> None:
+    mask = torch.arange(10).unsqueeze(0) < torch.tensor([3, 9, 1, 5, 7, 2, 8]).unsqueeze(1)
+    chunks = plan_text_chunks(mask, rows=4, chunk_size=3)
+    assert [c.tolist() for c in chunks] == [[2, 5, 0], [3, 4, 6], [1]]
+    auto = plan_text_chunks(mask, rows=DEFAULT_BLOCK_ELEMENTS // 20)  # 20 // 9 = 2 texts per block
+    assert [len(c) for c in auto] == [2, 2, 2, 1]
+
+
+def saved_bytes(fn) -> int:
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    out.sum().backward()
+    return sum(storages.values())
+
+
+def test_recompute_saves_less_for_backward_and_gives_the_same_gradients() -> None:
+    regions, words, mask, _ = random_case(6, 6, torch.float64, D=8, h=5, w=5, T=12)
+    kw = {"attention_temperature": 4.0, "word_temperature": 5.0, "chunk_size": 2}
+    plain = saved_bytes(lambda: local_scores(regions, words, mask, **kw))
+    g_plain = regions.grad.clone()
+    regions.grad = None
+    rec = saved_bytes(lambda: local_scores(regions, words, mask, recompute=True, **kw))
+    assert rec < plain / 2
+    assert torch.allclose(regions.grad, g_plain, rtol=1e-12, atol=1e-14)
