@@ -149,6 +149,13 @@ def run(args: argparse.Namespace) -> int:
             "ece_softmax_of_scores": expected_calibration_error(raw_probs, labels[test]),
             "ece_calibrated": expected_calibration_error(calibrated, labels[test]),
         }
+        cal_info = report.results["calibration"]
+        report.heading(f"Calibration ({args.calibrate})")
+        report.text(
+            f"Fitted on {len(val)} seeded rows, evaluated on the other {len(test)}: calibration error (ECE) "
+            f"{cal_info['ece_softmax_of_scores']:.3f} (softmax of the raw scores) -> "
+            f"{cal_info['ece_calibrated']:.3f} (calibrated)."
+        )
         ev_cal = Z.evaluate_scores(
             calibrated, labels[test], prompts.class_names, n_boot=args.n_boot, seed=args.seed
         )
