@@ -322,7 +322,7 @@ def evaluate_grounding(
         H, W = case.mask.shape
         geom = geometry_for(H, W, cfg.transforms)
         tol = int(np.ceil(cfg.transforms.crop_size / h / geom.scale))
-        regions = regions_all[i : i + 1].to(texts.words.dtype)
+        regions = regions_all[i : i + 1].to(texts.words.device, texts.words.dtype)
         slots = word_slots(texts.word_strings[i], case.finding_words)
         if not slots:
             slots = list(range(1, int(texts.word_mask[i].sum())))
