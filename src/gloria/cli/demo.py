@@ -1,0 +1,57 @@
+"""``gloria demo``: the whole product on SynthCXR in one command (see docs/demo.md)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="end-to-end demo on SynthCXR: pretrain, zero-shot, retrieval, probe, segmentation, grounding",
+        description="Generate SynthCXR, pretrain GLoRIA on its reports, evaluate every task against the "
+        "random-init model and write one report (report.md, results.json, figures/).",
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="a smaller run (about 2 minutes on 2 CPU cores)")
+    size.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # the test suite's size
+    parser.add_argument("--out", default="demo_out", help="output folder (default: ./demo_out)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data, the model and every draw")
+    parser.add_argument(
+        "--preset",
+        choices=["small", "tiny", "gloria_resnet50", "gloria_resnet18"],
+        default=None,
+        help="model preset (default: tiny with --quick, small otherwise; gloria_resnet50 needs "
+        "Bio_ClinicalBERT in the Hugging Face cache)",
+    )
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from gloria.demo.pipeline import run_demo
+    from gloria.demo.settings import demo_settings
+    from gloria.demo.summary import terminal_summary
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda: no CUDA device is available")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    size = "smoke" if args.smoke else "quick" if args.quick else "default"
+    settings = demo_settings(size, preset=args.preset, device=args.device)
+    command = " ".join(["gloria demo", *sys.argv[2:]]) if sys.argv[1:2] == ["demo"] else "gloria demo"
+    result = run_demo(settings, out=args.out, seed=args.seed, command=command)
+    sys.stdout.write(terminal_summary(result.results, str(args.out)))
+    return 1 if result.results.get("failed") else 0

@@ -1,0 +1,85 @@
+"""Demo pictures: training loss, attention maps of example findings (pretrained vs random init vs the
+best image-blind prior), linear-probe AUROC against the label fraction. Matplotlib objects, no pyplot.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+from numpy.typing import NDArray
+
+from gloria.data.images import read_image
+from gloria.tasks.grounding import GroundingCase
+from gloria.viz import plots
+
+# which maps of an example are drawn, and their panel titles
+ATTENTION_PANELS: tuple[tuple[str, str, str], ...] = (
+    ("pretrained", "two_stage", "GLoRIA (pretrained)"),
+    ("random_init", "two_stage", "random init"),
+    ("pretrained", "prior_class_side_level", "prior: class + side/level words"),
+)
+
+
+def mask_box(mask: NDArray[np.bool_]) -> tuple[float, float, float, float]:
+    """Bounding box (x, y, w, h) of a non-empty mask, in pixel-edge coordinates."""
+    rows, cols = np.nonzero(mask)
+    if rows.size == 0:
+        raise ValueError("mask_box: empty mask")
+    return (
+        cols.min() - 0.5,
+        rows.min() - 0.5,
+        float(cols.max() - cols.min() + 1),
+        float(rows.max() - rows.min() + 1),
+    )
+
+
+def loss_curve(curves: Mapping[str, Sequence[float]]) -> Figure:
+    """Training loss per step, one line per named curve."""
+    fig = plots.new_figure(5.0, 3.2)
+    ax = fig.add_subplot()
+    for name, values in curves.items():
+        ax.plot(np.arange(1, len(values) + 1), values, label=name, linewidth=1.2)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("loss")
+    ax.set_title("GLoRIA pretraining (global + local contrastive loss)", fontsize=9)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def attention_example(case: GroundingCase, maps: Mapping[str, Mapping[str, NDArray[np.float32]]]) -> Figure:
+    """The image, the finding's box (green) and one panel per entry of ``ATTENTION_PANELS``; the phrase
+    that named the finding above. ``maps`` is ``{model: {method: map [H, W]}}`` in original pixels."""
+    image = read_image(case.image_path)
+    panels = [(maps[model][method], title) for model, method, title in ATTENTION_PANELS if model in maps]
+    fig = plots.attention_overlays(
+        image,
+        [m for m, _ in panels],
+        [t for _, t in panels],
+        boxes=[mask_box(case.mask)],
+        columns=len(panels) + 1,
+    )
+    words = ", ".join(case.finding_words)
+    fig.suptitle(textwrap.fill(f'{case.label}: "{case.text}"  (phrase words: {words})', 110), fontsize=9)
+    return fig
+
+
+def probe_curves(results: Mapping[str, Mapping[str, Mapping[str, object]]]) -> Figure:
+    """Mean test AUROC against the share of training labels: ``{model: {fraction: {mean_auroc, ...}}}``."""
+    fig = plots.new_figure(4.6, 3.4)
+    ax = fig.add_subplot()
+    for name, by_fraction in results.items():
+        rows = sorted(by_fraction.values(), key=lambda r: float(r["fraction"]))  # type: ignore[arg-type]
+        x = [100 * float(r["fraction"]) for r in rows]  # type: ignore[arg-type]
+        y = [float(r["mean_auroc"]) for r in rows]  # type: ignore[arg-type]
+        ax.plot(x, y, marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("training labels used (%)")
+    ax.set_ylabel("mean AUROC (5 classes)")
+    ax.axhline(0.5, color="gray", linestyle="--", linewidth=1)
+    ax.set_ylim(0.3, 1.0)
+    ax.set_title("Linear probe on frozen features", fontsize=9)
+    ax.legend(fontsize=8)
+    return fig

@@ -1,0 +1,377 @@
+"""``gloria demo``: seven stages from a fresh SynthCXR set to one report, each timed and logged.
+
+1 synth  2 pretrain (runner)  3 zero-shot  4 retrieval  5 linear probe  6 segmentation  7 grounding.
+Every downstream stage runs on the pretrained model and on its random initialisation. ``results.json`` and
+``report.md`` are rewritten after every stage, so a failure late in the run keeps what came before; a failed
+evaluation stage is recorded and the next one still runs (synth and pretrain failures stop the run).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gloria.demo import evaluate as EV
+from gloria.demo import figures, probe, training
+from gloria.demo.prompts import choose_prompts, corpus_vocabulary
+from gloria.demo.settings import DemoSettings
+from gloria.demo.summary import MODELS, headline_rows
+from gloria.model import GLoRIA
+from gloria.tasks import embed as E
+from gloria.tasks.report import Report, add_grounding, add_retrieval, add_zero_shot, markdown_table
+
+log = logging.getLogger(__name__)
+
+TITLE = "GLoRIA demo on SynthCXR"
+MODEL_TITLES = {"pretrained": "GLoRIA pretrained", "random_init": "random init"}
+
+
+@dataclass
+class DemoRun:
+    """State shared by the stages: settings, folders, results so far, report sections, models."""
+
+    settings: DemoSettings
+    seed: int
+    out: Path
+    command: str = "gloria demo"
+    results: dict[str, Any] = field(default_factory=dict)
+    sections: dict[str, Report] = field(default_factory=dict)
+    models: dict[str, GLoRIA] = field(default_factory=dict)
+    checkpoint: str | None = None
+    eval_set: EV.EvalSet | None = None
+    embeddings: dict[str, E.ImageEmbeddings] = field(default_factory=dict)
+    train_reports: list[str] = field(default_factory=list)
+
+    @property
+    def synth_root(self) -> Path:
+        return self.out / "synthcxr"
+
+    def section(self, stage: str) -> Report:
+        """A fresh report section for ``stage`` (its figures go to ``<out>/figures``)."""
+        self.sections[stage] = Report(TITLE, self.out)
+        return self.sections[stage]
+
+    def model(self, name: str) -> GLoRIA:
+        device = torch.device(self.settings.device)
+        return self.models[name].to(device).eval()
+
+
+# ------------------------------------------------------------------------------------------------ stages
+
+
+def stage_synth(run: DemoRun) -> None:
+    from gloria.data.synth import SynthConfig, generate
+    from gloria.data.synth.preview import pick_examples, save_examples
+
+    s = run.settings
+    cfg = SynthConfig(size=s.image_size)
+    summary = generate(run.synth_root, s.n_images, seed=run.seed, config=cfg, progress=False)
+    run.results["synth"] = {"n": summary.n, "size": s.image_size, "counts": summary.counts,
+                            "label_positives": summary.label_positives}  # fmt: skip
+    sec = run.section("synth")
+    sec.heading("1. Data: SynthCXR")
+    sec.text(
+        f"{summary.n} synthetic radiographs at {s.image_size} px with reports, labels and ground truth "
+        f"(seed {run.seed}); files: {', '.join(f'{k} {v}' for k, v in summary.counts.items())}."
+    )
+    examples = pick_examples(run.seed, cfg, count=4, pool=min(s.n_images, 80))
+    path = save_examples(examples, run.out / "figures" / "examples.png", columns=4)
+    sec.lines += [f"![Example images with finding boxes and report impressions](figures/{path.name})", ""]
+
+
+def stage_pretrain(run: DemoRun) -> None:
+    s = run.settings
+    data = EV.read_zero_shot_set(run.synth_root)
+    run.eval_set = data
+    rel = [p.relative_to(run.synth_root).as_posix() for p in data.paths]
+    csv, run.train_reports = training.pretraining_csv(run.synth_root, rel, run.out / "data" / "pretrain.csv")
+    cfg = training.pretrain_config(s, run.synth_root, csv, run.seed)
+    runs = run.out / "runs"
+    if (runs / cfg.name).exists():
+        shutil.rmtree(runs / cfg.name)  # a previous demo's run: start clean so the numbers repeat
+    run.models["random_init"] = training.random_init_model(cfg)
+    model, res = training.pretrain(cfg, runs)
+    run.models["pretrained"] = model
+    run.checkpoint = str(res.get("best_checkpoint") or res.get("last_checkpoint"))
+    curve = [float(v) for v in res.get("train_loss_curve", [])]
+    run.results["pretrain"] = {
+        "preset": s.preset,
+        "data": res.get("data"),
+        "epochs": res.get("epochs"),
+        "global_step": res.get("global_step"),
+        "train_loss_curve": curve,
+        "best_val_loss": res.get("best_score"),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    sec = run.section("pretrain")
+    sec.heading("2. GLoRIA pretraining")
+    sec.text(
+        f"Preset `{s.preset}` trained from scratch with `gloria.training.runner` on the image-report CSV "
+        f"({res.get('data', {}).get('train_rows')} training pairs, 5x200 studies removed), "
+        f"{s.pretrain_epochs} epochs of batch {s.pretrain_batch_size}, lr {s.pretrain_lr:g}; "
+        f"best validation loss {_num(res.get('best_score'))}. "
+        "'Random init' below is this model before training."
+    )
+    if curve:
+        sec.figure(figures.loss_curve({"training loss": curve}), "pretrain_loss", "Pretraining loss")
+
+
+def _embeddings(run: DemoRun, name: str) -> E.ImageEmbeddings:
+    if name not in run.embeddings:
+        assert run.eval_set is not None
+        run.embeddings[name] = E.embed_images(
+            run.model(name), run.eval_set.paths, with_regions=True, progress=False
+        )
+    return run.embeddings[name]
+
+
+def _chance(tasks: list[str]) -> tuple[float, float]:
+    """(largest class share, expected same-class share of a random candidate)."""
+    _, counts = np.unique(tasks, return_counts=True)
+    shares = counts / counts.sum()
+    return float(shares.max()), float((shares**2).sum())
+
+
+def stage_zero_shot(run: DemoRun) -> None:
+    s = run.settings
+    assert run.eval_set is not None
+    classes = sorted(set(run.eval_set.tasks))
+    chosen = choose_prompts(classes, corpus_vocabulary(run.train_reports), n=s.n_prompts, seed=run.seed)
+    chance, _ = _chance(run.eval_set.tasks)
+    out: dict[str, Any] = {"prompts": chosen.prompts, "prompt_source": chosen.source,
+                           "release_prompts_fitting": chosen.fitting, "chance": chance}  # fmt: skip
+    sec = run.section("zero_shot")
+    sec.heading("3. Zero-shot classification (5x200-style set)")
+    release = [c for c, v in chosen.source.items() if v == "release"]
+    own = [c for c, v in chosen.source.items() if v == "demo"]
+    sec.text(
+        f"{len(run.eval_set.paths)} images, one finding each. Prompts: the release's prompt vocabulary, "
+        "keeping "
+        f"prompts whose words all occur in the training reports, for {', '.join(release) or 'no class'}; the "
+        f"demo's own prompts for {', '.join(own) or 'no class'}. Largest-class share {chance:.3f}."
+    )
+    sec.table([{"class": c, "prompts": "; ".join(p)} for c, p in chosen.prompts.items()])
+    for name in MODELS:
+        result = EV.zero_shot(
+            run.model(name),
+            _embeddings(run, name),
+            run.eval_set,
+            chosen.prompts,
+            n_boot=s.n_boot,
+            seed=run.seed,
+        )
+        add_zero_shot(sec, result.evaluation, result.scores, result.labels, name=f"zero_shot_{name}")
+        out[name] = result.evaluation
+    run.results["zero_shot"] = out
+
+
+def stage_retrieval(run: DemoRun) -> None:
+    s = run.settings
+    assert run.eval_set is not None
+    _, chance = _chance(run.eval_set.tasks)
+    sec = run.section("retrieval")
+    sec.heading("4. Retrieval on the 5x200-style set")
+    sec.text("Queries: each image (or its report impression); a hit is a candidate of the same class.")
+    out: dict[str, Any] = {
+        "ks": [k for k in s.retrieval_ks if k <= len(run.eval_set.paths)],
+        "chance": chance,
+    }
+    for name in MODELS:
+        rows = EV.retrieval(run.model(name), _embeddings(run, name), run.eval_set, s.retrieval_ks)
+        sec.text(f"**{MODEL_TITLES[name]}**")
+        add_retrieval(sec, rows, chance=chance, name=f"retrieval_{name}")
+        out[name] = rows
+    run.results["retrieval"] = out
+
+
+def stage_probe(run: DemoRun) -> None:
+    s = run.settings
+    train = probe.read_labelled(run.synth_root, "train.csv")
+    test = probe.read_labelled(run.synth_root, "valid.csv")
+    out: dict[str, Any] = {"fractions": list(s.probe_fractions)}
+    for name in MODELS:
+        model = run.model(name)
+        out[name] = probe.linear_probe(
+            probe.pooled_features(model, train.paths),
+            train,
+            probe.pooled_features(model, test.paths),
+            test,
+            s.probe_fractions,
+            seed=run.seed,
+        )
+    run.results["probe"] = out
+    sec = run.section("probe")
+    sec.heading("5. Linear probe (frozen encoder, 5 CheXpert competition labels)")
+    sec.text(
+        f"Logistic regression on the pooled trunk feature, {len(train.paths)} training images "
+        f"(seeded subsample per fraction), tested on valid.csv ({len(test.paths)} images), release "
+        "uncertain policy."
+    )
+    sec.table(
+        [
+            {
+                "labels": f"{100 * f:g}%",
+                "images": out["pretrained"][f"{f:g}"]["train_images"],
+                **{MODEL_TITLES[m]: out[m][f"{f:g}"]["mean_auroc"] for m in MODELS},
+            }
+            for f in s.probe_fractions
+        ]
+    )
+    curves = {MODEL_TITLES[m]: out[m] for m in MODELS}
+    sec.figure(figures.probe_curves(curves), "probe_auroc", "Linear probe AUROC vs label fraction")
+
+
+def stage_segmentation(run: DemoRun) -> None:
+    s = run.settings
+    out: dict[str, Any] = {}
+    for name in MODELS:
+        checkpoint = run.checkpoint if name == "pretrained" else None
+        cfg = training.segmentation_config(s, run.synth_root, checkpoint, run.seed, f"segmentation_{name}")
+        runs = run.out / "runs"
+        if (runs / cfg.name).exists():
+            shutil.rmtree(runs / cfg.name)
+        res = training.segment(cfg, runs)
+        out[name] = {k: res.get(k) for k in ("data", "global_step", "train_loss_curve", "test_metrics")}
+    run.results["segmentation"] = out
+    sec = run.section("segmentation")
+    sec.heading("6. Segmentation (SIIM-style pneumothorax masks)")
+    sec.text(
+        f"U-Net whose encoder is the GLoRIA image trunk, {s.seg_steps} steps of batch {s.seg_batch_size} "
+        "on the balanced training split (runner, best validation Dice), Dice on the test split."
+    )
+    sec.table(
+        [
+            {
+                "encoder": MODEL_TITLES[m],
+                "train images": _get(out[m], "data", "train_rows"),
+                "test Dice": _get(out[m], "test_metrics", "test_dice"),
+            }
+            for m in MODELS
+        ]
+    )
+
+
+def stage_grounding(run: DemoRun) -> None:
+    s = run.settings
+    cases = EV.grounding_cases(run.synth_root)
+    outputs = {}
+    for name in MODELS:
+        # maps are read on the CPU (the grounding evaluation keeps image regions on the CPU)
+        outputs[name] = EV.grounding(
+            run.models[name].cpu().eval(), cases, seed=run.seed, n_examples=s.grounding_examples
+        )
+    run.results["grounding"] = {name: o.summary for name, o in outputs.items()}
+    sec = run.section("grounding")
+    sec.heading("7. Word-to-region attention and grounding")
+    sec.text(
+        f"{len(cases)} findings of the valid split; half fit the image-blind priors, all methods are scored "
+        "on the other half. Pointing game: the map's maximum falls inside the finding's mask "
+        "(`pointing_tol`: within one region of it). Baselines never look at the image."
+    )
+    for name in MODELS:
+        sec.text(f"**{MODEL_TITLES[name]}**")
+        add_grounding(sec, outputs[name].summary, name=f"grounding_{name}")
+    for i, (case, maps) in enumerate(outputs["pretrained"].examples):
+        other = outputs["random_init"].examples[i][1] if i < len(outputs["random_init"].examples) else None
+        by_model = {"pretrained": maps, **({"random_init": other} if other is not None else {})}
+        sec.figure(figures.attention_example(case, by_model), f"attention_{i}", f"Attention, {case.label}")
+
+
+STAGES: tuple[tuple[str, Callable[[DemoRun], None], bool], ...] = (
+    ("synth", stage_synth, True),
+    ("pretrain", stage_pretrain, True),
+    ("zero_shot", stage_zero_shot, False),
+    ("retrieval", stage_retrieval, False),
+    ("probe", stage_probe, False),
+    ("segmentation", stage_segmentation, False),
+    ("grounding", stage_grounding, False),
+)
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def _num(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _get(tree: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def write_report(run: DemoRun) -> tuple[Path, Path]:
+    """Compose ``report.md`` (header, headline table, stage sections) and ``results.json`` from the run."""
+    report = Report(TITLE, run.out)
+    s = run.settings
+    report.text(
+        f"`{run.command}` -- size `{s.name}`, preset `{s.preset}`, seed {run.seed}, device `{s.device}`. "
+        "Every number below comes from this run; pictures are in `figures/`."
+    )
+    report.heading("Results")
+    rows = headline_rows(run.results)
+    if rows:
+        report.lines += [*markdown_table(rows), ""]
+        report.text(
+            "Baselines: zero-shot = largest-class share (accuracy) and 0.5 (AUROC); retrieval = chance of a "
+            "same-class candidate; grounding = the better image-blind location prior (class, or class plus "
+            "side/level words) and a random map."
+        )
+    for stage, _, _ in STAGES:
+        if stage in run.sections:
+            report.lines += run.sections[stage].lines
+            report.results.update(run.sections[stage].results)
+    failed = run.results.get("failed") or {}
+    if failed:
+        report.heading("Failed stages")
+        report.lines += [f"- `{k}`: {v}" for k, v in failed.items()] + [""]
+    report.results.update(run.results)
+    return report.write()
+
+
+# ------------------------------------------------------------------------------------------------ entry
+
+
+def run_demo(settings: DemoSettings, *, out: str | Path, seed: int, command: str = "gloria demo") -> DemoRun:
+    """Run every stage; returns the run (``results``, ``results['failed']`` naming failed stages)."""
+    import lightning.pytorch as L
+
+    run = DemoRun(settings, seed, Path(out), command)
+    run.out.mkdir(parents=True, exist_ok=True)
+    run.results.update({"seed": seed, "settings": settings.to_dict(), "command": command, "timings": {},
+                        "failed": {}})  # fmt: skip
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    started = time.perf_counter()
+    try:
+        for number, (stage, body, essential) in enumerate(STAGES, start=1):
+            log.info("[%d/%d] %s ...", number, len(STAGES), stage)
+            t0 = time.perf_counter()
+            L.seed_everything(seed, workers=True, verbose=False)
+            try:
+                body(run)
+            except Exception as err:
+                run.results["failed"][stage] = f"{type(err).__name__}: {err}"
+                log.exception("stage %s failed", stage)
+                if essential:
+                    break
+            finally:
+                seconds = time.perf_counter() - t0
+                run.results["timings"][stage] = round(seconds, 1)
+                write_report(run)
+            log.info("[%d/%d] %s done in %.1f s", number, len(STAGES), stage, seconds)
+    finally:
+        torch.use_deterministic_algorithms(deterministic_before)
+    log.info("demo finished in %.1f s: %s", time.perf_counter() - started, run.out / "report.md")
+    return run

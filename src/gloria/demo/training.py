@@ -1,0 +1,142 @@
+"""Demo stages 2 and 6 through the training runner (``gloria.training.runner``): GLoRIA pretraining on the
+SynthCXR image-report CSV, and a short U-Net fine-tune on its SIIM-style masks.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from gloria.config import preset as model_preset
+from gloria.data.chexpert import study_key
+from gloria.demo.settings import DemoSettings
+from gloria.model import GLoRIA
+from gloria.training.experiment import ExperimentConfig, experiment_from_dict
+from gloria.training.runner import build_gloria, run_experiment
+
+log = logging.getLogger(__name__)
+
+REPORTS_CSV = "CheXpert-v1.0/master_updated.csv"
+
+
+def pretraining_csv(synth_root: Path, zero_shot_paths: list[str], out: Path) -> tuple[Path, list[str]]:
+    """A copy of the reports CSV without the 5x200 set's studies (they are the zero-shot test images).
+
+    Returns the CSV written under ``out`` and the training-split reports (the vocabulary prompts must fit).
+    """
+    frame = pd.read_csv(synth_root / REPORTS_CSV)
+    held_out = {study_key(p) for p in zero_shot_paths}
+    keep = [study_key(str(p)) not in held_out for p in frame["Path"]]
+    kept = frame[keep]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    kept.to_csv(out, index=False)
+    log.info("pretraining reports: %d of %d rows (5x200 studies removed)", len(kept), len(frame))
+    train = kept[kept["Split"].astype(str).str.lower() == "train"]
+    return out, train["Report Impression"].fillna("").astype(str).tolist()
+
+
+def _trainer(settings: DemoSettings) -> dict[str, Any]:
+    return {
+        "accelerator": "gpu" if settings.device == "cuda" else "cpu",
+        "devices": 1,
+        "loggers": [],
+        "enable_progress_bar": False,
+        "deterministic": True,
+        "early_stopping_patience": None,
+        "num_sanity_val_steps": 0,
+        "log_every_n_steps": 5,
+    }
+
+
+def pretrain_config(
+    settings: DemoSettings, synth_root: Path, reports_csv: Path, seed: int
+) -> ExperimentConfig:
+    """The pretraining experiment: the settings' preset, the filtered reports CSV and its split column."""
+    return experiment_from_dict(
+        {
+            "task": "pretrain",
+            "name": "pretrain",
+            "seed": seed,
+            "model": {"preset": settings.preset},
+            "data": {
+                "source": "image_report",
+                "root": str(synth_root / "CheXpert-v1.0"),
+                "train_csv": str(reports_csv.resolve()),
+                "image_root": "..",
+                "split_column": "Split",
+                "batch_size": settings.pretrain_batch_size,
+                "num_workers": 0,
+            },
+            "optim": {"lr": settings.pretrain_lr},
+            "scheduler": {"name": "none"},
+            "trainer": {
+                **_trainer(settings),
+                "max_epochs": settings.pretrain_epochs,
+                "gradient_clip_val": 0.25,
+            },
+            "snapshots": {"enabled": False},
+        }
+    )
+
+
+def pretrain(cfg: ExperimentConfig, runs: Path) -> tuple[GLoRIA, dict[str, Any]]:
+    """Train with the runner; returns the best-validation-loss model (eval mode) and the run's results."""
+    results = run_experiment(cfg, train=True, test=False, out_dir=runs)
+    checkpoint = results.get("best_checkpoint") or results.get("last_checkpoint")
+    if not checkpoint:
+        raise RuntimeError("pretraining wrote no checkpoint")
+    model = build_gloria(cfg.replace([f"model.checkpoint={checkpoint}"])).eval()
+    return model, results
+
+
+def random_init_model(cfg: ExperimentConfig) -> GLoRIA:
+    """The pretraining's starting point: the preset built right after seeding with the run's seed."""
+    import lightning.pytorch as L
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    return GLoRIA(cfg.gloria_config()).eval()
+
+
+def segmentation_config(
+    settings: DemoSettings, synth_root: Path, checkpoint: str | None, seed: int, name: str
+) -> ExperimentConfig:
+    """U-Net fine-tune on the SIIM-style set for ``settings.seg_steps`` steps, whole images (no crop)."""
+    side = model_preset(settings.preset).transforms.crop_size  # a multiple of 32 for every preset
+    return experiment_from_dict(
+        {
+            "task": "segmentation",
+            "name": name,
+            "seed": seed,
+            "model": {
+                "preset": settings.preset,
+                "checkpoint": checkpoint,
+                "config": {"transforms": {"imsize": side, "crop_size": side}},
+            },
+            "data": {
+                "source": "siim",
+                "root": str(synth_root / "siim_pneumothorax"),
+                "train_csv": "train-rle.csv",
+                "balance_train": True,
+                "batch_size": settings.seg_batch_size,
+                "num_workers": 0,
+            },
+            "optim": {"lr": settings.seg_lr},
+            "scheduler": {"name": "none"},
+            "trainer": {
+                **_trainer(settings),
+                "max_epochs": 1000,
+                "max_steps": settings.seg_steps,
+                "monitor": "val_dice",
+                "monitor_mode": "max",
+            },
+            "snapshots": {"enabled": False},
+        }
+    )
+
+
+def segment(cfg: ExperimentConfig, runs: Path) -> dict[str, Any]:
+    """Fine-tune and test (best validation Dice); returns the runner's results."""
+    return run_experiment(cfg, train=True, test=True, out_dir=runs)
