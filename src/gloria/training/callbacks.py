@@ -1,4 +1,4 @@
-"""Training callbacks: per-epoch reseeding (exact resume), the loss curve for the results JSON, and
+"""Training callbacks: per-batch reseeding (exact resume), the loss curve for the results JSON, and
 word-to-region attention snapshots (PNG) of validation pairs during pretraining (method.md section 3).
 """
 
@@ -21,18 +21,22 @@ from gloria.training.samplers import draw_seed
 log = logging.getLogger(__name__)
 
 
-class EpochSeed(Callback):
-    """Reseed Python, NumPy and torch at every epoch start from (seed, epoch, rank).
+class BatchSeed(Callback):
+    """Reseed Python, NumPy and torch before every training batch from (seed, epoch, batch index, rank).
 
-    The global RNG state at an epoch start is then the same in an uninterrupted run and in one resumed from
-    that epoch's checkpoint, whatever ran in between (validation, checkpointing, a restart).
+    Dropout masks and any other global-RNG draw then depend only on the position in training, never on what
+    ran before (validation, checkpointing, a data-loader start, a restart): an interrupted and resumed run
+    draws exactly what an uninterrupted one draws.
     """
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        value = draw_seed(self.seed, trainer.current_epoch, 7919 + trainer.global_rank) % (2**32)
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        position = batch_idx * 4096 + trainer.global_rank
+        value = draw_seed(self.seed, trainer.current_epoch, position) % (2**32)
         random.seed(value)
         np.random.seed(value)
         torch.manual_seed(value)

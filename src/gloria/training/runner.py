@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from gloria.config import GloriaConfig, config_from_dict
 from gloria.model import GLoRIA
-from gloria.training.callbacks import AttentionSnapshots, EpochSeed, LossHistory
+from gloria.training.callbacks import AttentionSnapshots, BatchSeed, LossHistory
 from gloria.training.classify_module import ClassifyModule
 from gloria.training.datamodules import GloriaDataModule
 from gloria.training.experiment import ExperimentConfig, save_experiment
@@ -31,6 +31,7 @@ from gloria.training.sources import RSNA_CLASS
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
+LAST_NAME = "last"  # checkpoints/last.ckpt, rewritten after every epoch
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -150,10 +151,17 @@ def build_trainer(
         monitor=t.monitor,
         mode=t.monitor_mode,
         save_top_k=1,
-        save_last=True,
+    )
+    # Lightning 2.6 writes save_last only when a top-k file was written: a second callback keeps last.ckpt
+    last = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename=LAST_NAME,
+        monitor=None,
+        save_top_k=1,
+        enable_version_counter=False,
     )
     history = LossHistory()
-    callbacks: list[Callback] = [checkpoint, history, EpochSeed(seed)]
+    callbacks: list[Callback] = [checkpoint, last, history, BatchSeed(seed)]
     if t.early_stopping_patience is not None:
         stopper = EarlyStopping(monitor=t.monitor, mode=t.monitor_mode, patience=t.early_stopping_patience)
         callbacks.append(stopper)
@@ -209,7 +217,7 @@ def resolve_resume(resume: str | None, run_dir: Path) -> str | None:
     """``"last"`` -> ``<run>/checkpoints/last.ckpt`` (must exist); a path must exist; None: no resume."""
     if resume is None:
         return None
-    path = run_dir / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume).expanduser()
+    path = run_dir / "checkpoints" / f"{LAST_NAME}.ckpt" if resume == "last" else Path(resume).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint to resume from not found: {path}")
     return str(path)
@@ -230,6 +238,7 @@ def run_single(
     datamodule = GloriaDataModule(cfg.task, cfg.data, transforms_of(cfg, module), seed=seed, classes=classes)
     records = datamodule.load()
     trainer, checkpoint, history, snapshots = build_trainer(cfg, run_dir, seed)
+    last_path = run_dir / "checkpoints" / f"{LAST_NAME}.ckpt"
     started = time.perf_counter()
     results: dict[str, Any] = {
         "task": cfg.task,
@@ -250,7 +259,7 @@ def run_single(
                 "best_score": float(checkpoint.best_model_score)
                 if checkpoint.best_model_score is not None
                 else None,
-                "last_checkpoint": checkpoint.last_model_path or None,
+                "last_checkpoint": str(last_path) if last_path.is_file() else None,
                 "train_loss_curve": history.history,
                 "fit_metrics": _floats(trainer.callback_metrics),
                 "snapshots": [str(p) for p in snapshots.written] if snapshots else [],
@@ -259,8 +268,8 @@ def run_single(
     if test and not trainer.interrupted:
         best = checkpoint.best_model_path if train else None
         test_ckpt = best or (ckpt_path if not train else None)
-        if test_ckpt is None and train and checkpoint.last_model_path:
-            test_ckpt = checkpoint.last_model_path
+        if test_ckpt is None and train and last_path.is_file():
+            test_ckpt = str(last_path)
         outputs = trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=False)
         results["test_checkpoint"] = test_ckpt
         results["test_metrics"] = _floats(outputs[0]) if outputs else {}

@@ -1,0 +1,95 @@
+"""End to end through the real entry points on a tiny SynthCXR set: pretraining (run.py), linear probe and
+segmentation (gloria.cli.main); checkpoints, results JSON, loss curves, attention PNGs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import lightning.pytorch as L
+import pytest
+import torch
+
+from gloria.cli.main import main as gloria_main
+from gloria.cli.train import main as run_py_main
+from gloria.config import tiny_config
+from gloria.model import GLoRIA
+from gloria.training.experiment import load_experiment
+from gloria.training.runner import build_gloria
+from support.training_runs import FAST, config_path, one_thread, synth_root
+
+__all__ = ["one_thread", "synth_root"]
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _results(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def test_pretrain_tiny_through_run_py(synth_root: Path, tmp_path: Path) -> None:
+    cfg = config_path("synth_pretrain_tiny.yaml")
+    rc = run_py_main(
+        ["-c", str(cfg), "--train", "--test", "--out", str(tmp_path), f"data.root={synth_root}/CheXpert-v1.0",
+         "trainer.max_epochs=2", "trainer.limit_train_batches=4", "data.batch_size=6",
+         "snapshots.num_pairs=2", *FAST]
+    )  # fmt: skip
+    assert rc == 0
+    run = tmp_path / "synth_pretrain_tiny"
+    res = _results(run)
+    curve = res["train_loss_curve"]
+    assert len(curve) == 8 and all(math.isfinite(v) for v in curve)
+    assert sum(curve[-3:]) / 3 < sum(curve[:3]) / 3  # the loss goes down
+    assert res["data"]["train_rows"] == res["data"]["train_rows_total"] > 0
+    assert (
+        math.isfinite(res["test_metrics"]["test_loss"]) and res["test_checkpoint"] == res["best_checkpoint"]
+    )
+    assert (run / "checkpoints" / "last.ckpt").is_file() and Path(res["best_checkpoint"]).is_file()
+    assert [Path(p).name for p in res["snapshots"]] == ["epoch_000.png", "epoch_001.png"]
+    assert (run / "snapshots" / "epoch_001.png").stat().st_size > 1000
+    assert "train_loss_step" in (run / "logs" / "metrics.csv").read_text()
+
+    # the pretraining checkpoint initialises the downstream model (our weights, our config)
+    model = build_gloria(load_experiment(cfg, [f"model.checkpoint={res['best_checkpoint']}"]))
+    state = torch.load(res["best_checkpoint"], weights_only=True)["state_dict"]
+    key = "img_encoder.global_embedder.weight"
+    assert torch.equal(model.state_dict()[key], state[f"model.{key}"])
+
+
+def test_linear_probe_through_gloria_cli(synth_root: Path, tmp_path: Path) -> None:
+    rc = gloria_main(
+        ["train", "-c", str(config_path("synth_classification.yaml")), "--train", "--test", "--out",
+         str(tmp_path), f"data.root={synth_root}/CheXpert-v1.0", "model.preset=tiny", "model.checkpoint=null",
+         "trainer.max_epochs=2", "trainer.limit_train_batches=3", "data.batch_size=8", *FAST]
+    )  # fmt: skip
+    assert rc == 0
+    res = _results(tmp_path / "synth_classification")
+    assert res["classes"] == ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"]
+    assert all(math.isfinite(v) for v in res["train_loss_curve"]) and len(res["train_loss_curve"]) == 6
+    metrics = res["test_metrics"]
+    assert math.isfinite(metrics["test_loss"])
+    assert "test_auroc/Cardiomegaly" in metrics and "test_auprc" in metrics
+    # frozen encoder in eval mode: trunk weights AND BatchNorm statistics equal the initial ones
+    L.seed_everything(0, verbose=False)
+    initial = GLoRIA(tiny_config()).img_encoder.model.state_dict()
+    state = torch.load(res["best_checkpoint"], weights_only=True)["state_dict"]
+    for name, value in initial.items():
+        assert torch.equal(state[f"classifier.img_encoder.model.{name}"], value), name
+    assert not torch.equal(
+        state["classifier.classifier.weight"], torch.zeros_like(state["classifier.classifier.weight"])
+    )
+
+
+def test_segmentation_through_gloria_cli(synth_root: Path, tmp_path: Path) -> None:
+    rc = gloria_main(
+        ["train", "-c", str(config_path("synth_segmentation.yaml")), "--train", "--test", "--out",
+         str(tmp_path), f"data.root={synth_root}/siim_pneumothorax", "model.preset=tiny",
+         "model.checkpoint=null", "model.config.transforms.imsize=64", "model.config.transforms.crop_size=64",
+         "trainer.max_epochs=1", "trainer.limit_train_batches=3", "data.batch_size=4", *FAST]
+    )  # fmt: skip
+    assert rc == 0
+    res = _results(tmp_path / "synth_segmentation")
+    assert len(res["train_loss_curve"]) == 3 and all(math.isfinite(v) for v in res["train_loss_curve"])
+    dice = res["test_metrics"]["test_dice"]
+    assert 0.0 <= dice <= 1.0
+    assert Path(res["best_checkpoint"]).is_file()

@@ -1,0 +1,86 @@
+"""Resume after an interrupt gives the same weights, optimiser state and LR schedule as an uninterrupted run
+(seeded data order, per-sample draws and per-epoch reseeding)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as L
+import pytest
+import torch
+
+from gloria.training import runner
+from gloria.training.callbacks import BatchSeed
+from gloria.training.experiment import load_experiment
+from support.training_runs import FAST, config_path, one_thread, synth_root
+
+__all__ = ["one_thread", "synth_root"]
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class InterruptAtEpoch(L.Callback):
+    """Raises KeyboardInterrupt at the start of ``epoch`` (what Ctrl-C or a pre-empted job does)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def _config(synth_root: Path):
+    return load_experiment(
+        config_path("synth_pretrain_tiny.yaml"),
+        [f"data.root={synth_root}/CheXpert-v1.0", "trainer.max_epochs=3", "trainer.limit_train_batches=2",
+         "data.batch_size=4", "snapshots.enabled=false", "model.preset=tiny",
+         "model.config.text.bert_config.hidden_dropout_prob=0.1", *FAST]
+    )  # fmt: skip
+
+
+def test_resume_after_interrupt_equals_uninterrupted(synth_root: Path, tmp_path: Path, monkeypatch) -> None:
+    cfg = _config(synth_root)
+    full = runner.run_experiment(cfg, out_dir=tmp_path / "full")
+    assert full["epochs"] == 3 and not full["interrupted"]
+
+    build = runner.build_trainer
+
+    def with_interrupt(*args, **kwargs):
+        trainer, checkpoint, history, snapshots = build(*args, **kwargs)
+        trainer.callbacks.append(InterruptAtEpoch(2))
+        return trainer, checkpoint, history, snapshots
+
+    monkeypatch.setattr(runner, "build_trainer", with_interrupt)
+    with pytest.raises(SystemExit):  # Lightning shuts down gracefully, then exits with status 1
+        runner.run_experiment(cfg, out_dir=tmp_path / "cut")
+    last = tmp_path / "cut" / cfg.name / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 4
+    monkeypatch.setattr(runner, "build_trainer", build)
+    resumed = runner.run_experiment(cfg, out_dir=tmp_path / "cut", resume="last")
+    assert resumed["global_step"] == full["global_step"] == 6
+
+    a = torch.load(full["last_checkpoint"], weights_only=True)
+    b = torch.load(resumed["last_checkpoint"], weights_only=True)
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    for sa, sb in zip(a["optimizer_states"][0]["state"].values(), b["optimizer_states"][0]["state"].values()):
+        assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+    assert a["lr_schedulers"] == b["lr_schedulers"]
+    # the resumed run's loss curve continues the uninterrupted one exactly
+    assert resumed["train_loss_curve"] == full["train_loss_curve"][4:]
+
+
+def test_batch_seed_depends_on_position_only() -> None:
+    class _Trainer:
+        current_epoch = 3
+        global_rank = 0
+
+    seed = BatchSeed(5)
+    seed.on_train_batch_start(_Trainer(), None, None, 7)  # type: ignore[arg-type]
+    first = torch.rand(3)
+    torch.rand(10)  # whatever ran in between
+    seed.on_train_batch_start(_Trainer(), None, None, 7)  # type: ignore[arg-type]
+    assert torch.equal(first, torch.rand(3))
+    seed.on_train_batch_start(_Trainer(), None, None, 8)  # type: ignore[arg-type]
+    assert not torch.equal(first, torch.rand(3))
