@@ -173,3 +173,13 @@ def test_legacy_non_zip_format(tmp_path: Path) -> None:
     with pytest.raises(UnsafeCheckpointError, match="system"):
         read_release_checkpoint(evil)
     assert not marker.exists()
+
+
+def test_trusted_full_unpickling_gives_the_same_plain_data(gpu_ckpt: Path) -> None:
+    pytest.importorskip("pytorch_lightning")  # the file's callback classes must be importable
+    safe = read_release_checkpoint(gpu_ckpt)
+    trusted = read_release_checkpoint(gpu_ckpt, trust=True)
+    assert trusted.hyper_parameters == safe.hyper_parameters == release_hyper_parameters()
+    assert trusted.info["hparams_type"] == "omegaconf.dictconfig.DictConfig"
+    assert trusted.info["callbacks"] == safe.info["callbacks"]
+    assert all(torch.equal(trusted.state_dict[k], v) for k, v in safe.state_dict.items())

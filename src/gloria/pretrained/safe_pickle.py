@@ -230,6 +230,12 @@ def to_plain(obj: Any) -> Any:
         return obj.path
     if isinstance(obj, type) and issubclass(obj, PickledObject):
         return obj.source
+    if isinstance(obj, type):  # a real class (fully unpickled file): its dotted name
+        return f"{obj.__module__}.{obj.__qualname__}"
+    if type(obj).__module__.startswith("omegaconf."):  # a real DictConfig/ListConfig (trust=True)
+        from omegaconf import OmegaConf
+
+        return to_plain(OmegaConf.to_container(obj, resolve=False))
     if isinstance(obj, Mapping):
         return {to_plain(k): to_plain(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
