@@ -164,3 +164,26 @@ def test_temperature_and_platt_calibration_recover_the_generating_scale() -> Non
     p = platt(scores[2000:])
     np.testing.assert_allclose(p.sum(1), 1.0)
     assert M.expected_calibration_error(p, labels[2000:]) < M.expected_calibration_error(raw, labels[2000:])
+
+
+def test_legacy_equals_the_release_formula_written_as_a_loop(tiny_model, images) -> None:
+    """method.md 5: per prompt (local + global) / 2, release local; max per class; z-scored columns."""
+    from support.alignment_reference import numpy_legacy_local
+
+    prompts = Z.encode_class_prompts(tiny_model, SHORT)
+    with torch.no_grad():
+        feats = tiny_model.encode_images(images)
+    t = prompts.encoded.features
+    regions = feats.regions.double().numpy()
+    local = numpy_legacy_local(regions, t.words.double().numpy(), prompts.encoded.cap_lens)
+    img = feats.embedding.double().numpy()
+    txt = t.embedding.double().numpy()
+    glob = (img @ txt.T) / np.maximum(
+        np.linalg.norm(img, axis=1)[:, None] * np.linalg.norm(txt, axis=1), 1e-8
+    )
+    both = (local + glob) / 2
+    owner = prompts.owner.numpy()
+    per_class = np.stack([both[:, owner == c].max(axis=1) for c in range(3)], axis=1)
+    expected = (per_class - per_class.mean(0)) / per_class.std(0)
+    ours = Z.zero_shot_scores(feats, prompts, tiny_model.config.alignment, legacy=True)
+    np.testing.assert_allclose(ours.numpy(), expected, rtol=1e-4, atol=1e-4)
