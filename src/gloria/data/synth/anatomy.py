@@ -59,8 +59,8 @@ class Anatomy:
 
 
 def sample_anatomy(rng: np.random.Generator, ctr: float | None = None) -> Anatomy:
-    """Draw a patient's anatomy. ``ctr`` overrides the (normal, 0.38-0.47) cardiothoracic ratio."""
-    normal_ctr = float(rng.uniform(0.38, 0.47))  # always drawn, so an override leaves other draws unchanged
+    """Draw a patient's anatomy. ``ctr`` overrides the (normal, 0.38-0.51) cardiothoracic ratio."""
+    normal_ctr = float(rng.uniform(0.38, 0.51))  # always drawn, so an override leaves other draws unchanged
     top_r = float(rng.uniform(-0.80, -0.66))
     bottom_r = float(rng.uniform(0.42, 0.58))
     return Anatomy(

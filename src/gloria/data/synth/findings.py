@@ -102,9 +102,9 @@ def cardiomegaly_ctr(plans: list[FindingPlan], rng: np.random.Generator, cfg: Sy
     """Cardiothoracic ratio for an enlarged heart (graded, scaled toward normal by ``cfg.subtlety``)."""
     for plan in plans:
         if plan.kind == "cardiomegaly":
-            lo, hi = {1: (0.52, 0.56), 2: (0.56, 0.62), 3: (0.62, 0.70)}[plan.grade]
+            lo, hi = {1: (0.49, 0.54), 2: (0.54, 0.60), 3: (0.60, 0.68)}[plan.grade]
             if plan.hedged:
-                lo, hi = 0.50, 0.54
+                lo, hi = 0.49, 0.53
             ctr = float(rng.uniform(lo, hi))
             return 0.47 + (ctr - 0.47) * min(cfg.subtlety, 1.5)
     return None
@@ -189,8 +189,8 @@ def _focal(
 def _draw_consolidation(
     frame: Frame, plan: FindingPlan, rng: np.random.Generator, cfg: SynthConfig
 ) -> Finding:
-    mask, ratio = _focal(frame, plan, rng, cfg, 1.0)
-    amp = 0.20 * GRADE_GAIN[plan.grade] * cfg.subtlety
+    mask, ratio = _focal(frame, plan, rng, cfg, 1.2)
+    amp = 0.22 * GRADE_GAIN[plan.grade] * cfg.subtlety
     delta = np.where(mask, amp * (0.75 + 0.25 * np.clip((1.0 - ratio) * 3.0, 0, 1)), 0.0).astype(np.float32)
     # air bronchograms: a few dark branching lines from the centre of the blob
     canvas = np.zeros_like(mask, dtype=np.uint8)
@@ -246,12 +246,12 @@ def _draw_atelectasis(frame: Frame, plan: FindingPlan, rng: np.random.Generator,
 def _draw_effusion(frame: Frame, plan: FindingPlan, rng: np.random.Generator, cfg: SynthConfig) -> Finding:
     mask = np.zeros((frame.size, frame.size), dtype=bool)
     delta = np.zeros((frame.size, frame.size), dtype=np.float32)
-    amp = 0.30 * GRADE_GAIN[plan.grade] * cfg.subtlety
+    amp = 0.16 * GRADE_GAIN[plan.grade] * cfg.subtlety
     for k in _side_indices(plan.side):
         a = frame.anatomy
         top, bottom = a.lung_top[k], a.lung_bottom[k]
         height = bottom - top
-        lo, hi = {1: (0.07, 0.11), 2: (0.13, 0.2), 3: (0.22, 0.3)}[plan.grade]
+        lo, hi = {1: (0.04, 0.08), 2: (0.09, 0.15), 3: (0.16, 0.26)}[plan.grade]
         depth = float(rng.uniform(lo, hi)) * height
         lateral = np.clip((frame.lateral_fraction(k) + 1.0) / 2.0, 0.0, 1.0)
         meniscus = bottom - depth - 0.45 * depth * lateral**2
@@ -264,7 +264,7 @@ def _draw_effusion(frame: Frame, plan: FindingPlan, rng: np.random.Generator, cf
 
 def _draw_edema(frame: Frame, plan: FindingPlan, rng: np.random.Generator, cfg: SynthConfig) -> Finding:
     a = frame.anatomy
-    amp = 0.16 * GRADE_GAIN[plan.grade] * cfg.subtlety
+    amp = 0.06 * GRADE_GAIN[plan.grade] * cfg.subtlety
     sigma = 0.16 + 0.04 * plan.grade
     mask = np.zeros((frame.size, frame.size), dtype=bool)
     delta = np.zeros((frame.size, frame.size), dtype=np.float32)

@@ -9,6 +9,7 @@ import logging
 import os
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,19 @@ RSNA_LABELS_FILE = f"{RSNA_DIR}/stage_2_train_labels.csv"
 RSNA_CLASS_FILE = f"{RSNA_DIR}/stage_2_detailed_class_info.csv"
 SIIM_RLE_FILE = f"{SIIM_DIR}/train-rle.csv"
 CHEXPERT_META = ("Path", "Sex", "Age", "Frontal/Lateral", "AP/PA")
+
+
+@dataclass(frozen=True)
+class DicomTarget:
+    """Where one DICOM of a case goes and the identifiers and encoding it is written with."""
+
+    path: Path
+    sop_uid: str
+    study_uid: str
+    series_uid: str
+    patient_id: str
+    bits_stored: int
+    photometric: str
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -59,43 +73,48 @@ def write_case_files(
         atomic_write_bytes(jpeg_path, buf.tobytes())
         written += 1
     dsize = cfg.output_dicom_size
-    pixels = (
-        case.image
-        if dsize == cfg.size
-        else cv2.resize(case.image, (dsize, dsize), interpolation=cv2.INTER_LINEAR)
-    )
+    pixels = case.image
+    if dsize != cfg.size:
+        pixels = np.asarray(
+            cv2.resize(case.image, (dsize, dsize), interpolation=cv2.INTER_LINEAR), dtype=np.uint8
+        )
     ids = case.ids
-    common = {"patient_id": "", "sex": ids.sex, "age": ids.age, "view": ids.ap_pa}
-    targets = [
-        (
-            out / record["rsna_path"],
-            {
-                "sop_uid": _uid_from_uuid(ids.rsna_patient_id, "4"),
-                "study_uid": _uid_from_uuid(ids.rsna_patient_id, "2"),
-                "series_uid": _uid_from_uuid(ids.rsna_patient_id, "3"),
-                "bits_stored": 8,
-                "photometric": "MONOCHROME2",
-                "patient_id": ids.rsna_patient_id,
-            },
-        ),
-        (
-            out / record["siim_path"],
-            {
-                "sop_uid": ids.siim_image_id,
-                "study_uid": ids.siim_study_uid,
-                "series_uid": ids.siim_series_uid,
-                "bits_stored": ids.siim_bits_stored,
-                "photometric": ids.siim_photometric,
-                "patient_id": ids.siim_image_id,
-            },
-        ),
-    ]
-    for path, kw in targets:
-        if only_missing and path.exists():
+    rsna = DicomTarget(
+        out / record["rsna_path"],
+        sop_uid=_uid_from_uuid(ids.rsna_patient_id, "4"),
+        study_uid=_uid_from_uuid(ids.rsna_patient_id, "2"),
+        series_uid=_uid_from_uuid(ids.rsna_patient_id, "3"),
+        patient_id=ids.rsna_patient_id,
+        bits_stored=8,
+        photometric="MONOCHROME2",
+    )
+    siim = DicomTarget(
+        out / record["siim_path"],
+        sop_uid=ids.siim_image_id,
+        study_uid=ids.siim_study_uid,
+        series_uid=ids.siim_series_uid,
+        patient_id=ids.siim_image_id,
+        bits_stored=ids.siim_bits_stored,
+        photometric=ids.siim_photometric,
+    )
+    for target in (rsna, siim):
+        if only_missing and target.path.exists():
             continue
-        tmp = path.with_name(path.name + ".tmp")
-        write_dicom(tmp, pixels, **{**common, **kw})  # type: ignore[arg-type]
-        os.replace(tmp, path)
+        tmp = target.path.with_name(target.path.name + ".tmp")
+        write_dicom(
+            tmp,
+            pixels,
+            sop_uid=target.sop_uid,
+            study_uid=target.study_uid,
+            series_uid=target.series_uid,
+            patient_id=target.patient_id,
+            sex=ids.sex,
+            age=ids.age,
+            view=ids.ap_pa,
+            bits_stored=target.bits_stored,
+            photometric=target.photometric,
+        )
+        os.replace(tmp, target.path)
         written += 1
     return written
 
