@@ -62,8 +62,11 @@ def score_chunks(
         raise ValueError(f"similarity must be one of {list(SIMILARITIES)}, got {similarity!r}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    needs_local = similarity != "global"
-    if needs_local and (inputs.regions is None or inputs.words is None or inputs.word_mask is None):
+    regions, words, word_mask = inputs.regions, inputs.words, inputs.word_mask
+    local_inputs = None
+    if regions is not None and words is not None and word_mask is not None:
+        local_inputs = (regions, words, word_mask)
+    if similarity != "global" and local_inputs is None:
         raise ValueError(f"similarity {similarity!r} needs image regions, text words and word_mask")
     i2t = direction == "image_to_text"
     n_queries = (inputs.image_embedding if i2t else inputs.text_embedding).shape[0]
@@ -73,17 +76,17 @@ def score_chunks(
             glob = cosine_matrix(inputs.image_embedding[q], inputs.text_embedding)
         else:
             glob = cosine_matrix(inputs.text_embedding[q], inputs.image_embedding)
-        if not needs_local:
+        if similarity == "global" or local_inputs is None:
             yield q0, glob
             continue
-        assert inputs.regions is not None and inputs.words is not None and inputs.word_mask is not None
+        regions, words, word_mask = local_inputs
         if i2t:
             loc = retrieval_local_similarity(
-                inputs.regions[q], inputs.words, inputs.word_mask, alignment, chunk_size=local_text_chunk
+                regions[q], words, word_mask, alignment, chunk_size=local_text_chunk
             )
         else:
             loc = retrieval_local_similarity(
-                inputs.regions, inputs.words[q], inputs.word_mask[q], alignment, chunk_size=local_text_chunk
+                regions, words[q], word_mask[q], alignment, chunk_size=local_text_chunk
             ).t()
         yield q0, (loc if similarity == "local" else combine_default(glob, loc))
 
