@@ -139,3 +139,18 @@ def test_recompute_saves_less_for_backward_and_gives_the_same_gradients() -> Non
     rec = saved_bytes(lambda: local_scores(regions, words, mask, recompute=True, **kw))
     assert rec < plain / 2
     assert torch.allclose(regions.grad, g_plain, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("attention_temperature", [0.0, 100.0, -2.0])
+def test_any_attention_temperature_matches_loop(attention_temperature) -> None:
+    # 100 takes the max-subtracting softmax over regions; 0 and -2 the plain exponentials
+    regions, words, mask, slots = random_case(3, 4, torch.float64)
+    ours = local_scores(
+        regions, words, mask, attention_temperature=attention_temperature, word_temperature=5.0
+    )
+    ref = local_similarity_loop(regions, words, slots, attention_temperature, 5.0)
+    assert rel_err(ours, ref) <= 1e-8
+    for a, b in zip(
+        torch.autograd.grad(ours.sum(), (regions, words)), torch.autograd.grad(ref.sum(), (regions, words))
+    ):
+        assert rel_err(a, b) <= 1e-8

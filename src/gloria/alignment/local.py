@@ -8,6 +8,7 @@ c_ik the two-stage attention context of text k's words over image i's regions. B
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Literal
 
 import torch
@@ -25,13 +26,13 @@ ScoreAggregation = Literal["sum", "mean", "max"]
 DEFAULT_BLOCK_ELEMENTS = 1 << 23
 
 
-# below this attention temperature exp(t * p), p in [0, 1], cannot overflow: no max subtraction needed
-_PLAIN_EXP_MAX_TEMPERATURE = 60.0
-
-
 def _region_softmax(word_probs: Tensor, attention_temperature: float) -> Tensor:
-    """alpha = softmax over regions (dim 1) of ``attention_temperature * word_probs``; consumes its input."""
-    if 0.0 <= attention_temperature <= _PLAIN_EXP_MAX_TEMPERATURE:
+    """alpha = softmax over regions (dim 1) of ``attention_temperature * word_probs``; consumes its input.
+
+    p lies in [0, 1], so while R * e^t fits the dtype the exponentials need no max subtraction.
+    """
+    limit = math.log(torch.finfo(word_probs.dtype).max) - math.log(word_probs.shape[1]) - 1.0
+    if 0.0 <= attention_temperature <= limit:
         expd = word_probs.mul_(attention_temperature).exp_()  # bounded by e^t: no max subtraction
         return expd.div_(expd.sum(dim=1, keepdim=True))
     return (attention_temperature * word_probs).softmax(dim=1)
