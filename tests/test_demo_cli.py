@@ -1,0 +1,109 @@
+"""``gloria demo`` end to end at the hidden ``--smoke`` size through ``gloria.cli.main.main``: every stage
+runs, one report with pictures, finite numbers; the same seed twice gives the same numbers (slow)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from gloria.cli.main import main
+
+STAGES = ["synth", "pretrain", "zero_shot", "retrieval", "probe", "segmentation", "grounding"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def run_smoke(out: Path, seed: int = 0) -> tuple[int, dict[str, Any]]:
+    threads = torch.get_num_threads()
+    try:  # one thread: on a shared 2-core box two spinning OpenMP threads are much slower
+        rc = main(["demo", "--smoke", "--out", str(out), "--seed", str(seed), "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    return rc, json.loads((out / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("demo") / "out"
+    rc, results = run_smoke(out)
+    return rc, out, results
+
+
+def numbers(tree: Any, prefix: str = "") -> dict[str, float]:
+    """Every numeric leaf by its key path, leaving out timings and checksums of absolute paths."""
+    out: dict[str, float] = {}
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            if key in ("timings", "train_ids_sha256"):
+                continue
+            out.update(numbers(value, f"{prefix}/{key}"))
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            out.update(numbers(value, f"{prefix}[{i}]"))
+    elif isinstance(tree, int | float) and not isinstance(tree, bool):
+        out[prefix] = float(tree)
+    return out
+
+
+def test_smoke_demo_writes_one_report_with_pictures(smoke: tuple[int, Path, dict[str, Any]]) -> None:
+    rc, out, results = smoke
+    assert rc == 0 and results["failed"] == {}
+    assert list(results["timings"]) == STAGES
+    report = (out / "report.md").read_text()
+    assert report.startswith("# GLoRIA demo on SynthCXR")
+    for heading in (
+        "## Results",
+        "## 1. Data",
+        "## 3. Zero-shot",
+        "## 5. Linear probe",
+        "## 7. Word-to-region",
+    ):
+        assert heading in report
+    linked = [line.split("](")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
+    names = {Path(p).name for p in linked}
+    assert {"examples.png", "pretrain_loss.png", "probe_auroc.png", "attention_0.png"} <= names
+    assert any(n.endswith("_roc.png") for n in names)
+    for rel in linked:  # every picture the report shows exists and is a real PNG
+        data = (out / rel).read_bytes()
+        assert data.startswith(PNG) and len(data) > 5000, rel
+
+
+def test_smoke_demo_numbers_are_finite_and_in_range(smoke: tuple[int, Path, dict[str, Any]]) -> None:
+    _, _, results = smoke
+    for model in ("pretrained", "random_init"):
+        zs = results["zero_shot"][model]
+        assert 0.0 <= zs["accuracy"]["value"] <= 1.0
+        assert len(zs["confusion_matrix"]) == len(zs["classes"]) >= 2
+        rows = results["retrieval"][model]
+        assert len(rows) == 4 and all(0.0 <= v <= 1.0 for r in rows for v in r["precision_at_k"].values())
+        probe = results["probe"][model]
+        assert [probe[k]["train_images"] for k in ("0.01", "0.1", "1")] == sorted(
+            probe[k]["train_images"] for k in ("0.01", "0.1", "1")
+        )
+        assert all(0.0 <= probe[k]["mean_auroc"] <= 1.0 for k in probe)
+        assert 0.0 <= results["segmentation"][model]["test_metrics"]["test_dice"] <= 1.0
+        grounding = results["grounding"][model]
+        assert {"two_stage", "random", "prior_class", "prior_class_side_level"} <= set(grounding)
+        assert all(0.0 <= g["pointing"] <= 1.0 for g in grounding.values())
+    curve = results["pretrain"]["train_loss_curve"]
+    assert curve and all(math.isfinite(v) for v in curve)
+    # the random-init model really is untrained and the pretrained one trained
+    assert results["pretrain"]["global_step"] == len(curve) > 0
+    prompts = results["zero_shot"]["prompts"]
+    assert set(results["zero_shot"]["prompt_source"]) == set(prompts)
+    assert all(isinstance(p, str) and p for ps in prompts.values() for p in ps)
+
+
+@pytest.mark.slow
+def test_same_seed_twice_gives_identical_numbers(
+    smoke: tuple[int, Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    _, _, first = smoke
+    rc, second = run_smoke(tmp_path / "again")
+    assert rc == 0
+    a, b = numbers(first), numbers(second)
+    assert len(a) > 100 and a == b
