@@ -83,6 +83,9 @@ def test_pairs_are_probabilities_and_negatives_change_them(tiny_model, images) -
     assert not torch.allclose(Z.zero_shot_scores(feats, other, cfg, ensemble="pairs"), pairs)
     with pytest.raises(ValueError, match="needs negative prompts"):
         Z.zero_shot_scores(feats, Z.encode_class_prompts(tiny_model, PROMPTS), cfg, ensemble="pairs")
+    partial = Z.encode_class_prompts(tiny_model, PROMPTS, {"Cardiomegaly": ["normal heart size"]})
+    with pytest.raises(ValueError, match="'Atelectasis' needs positive and negative"):
+        Z.zero_shot_scores(feats, partial, cfg, ensemble="pairs")
     with pytest.raises(ValueError, match="legacy"):
         Z.zero_shot_scores(feats, prompts, cfg, ensemble="mean", legacy=True)
 

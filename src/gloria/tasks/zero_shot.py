@@ -150,8 +150,13 @@ def zero_shot_scores(
         raise ValueError(f"ensemble must be one of {list(ENSEMBLES)}, got {ensemble!r}")
     if legacy and ensemble != "max":
         raise ValueError(f"legacy zero-shot is the release's max ensemble; got ensemble={ensemble!r}")
-    if ensemble == "pairs" and not bool(prompts.negative.any()):
-        raise ValueError("ensemble 'pairs' needs negative prompts")
+    if ensemble == "pairs":
+        if not bool(prompts.negative.any()):
+            raise ValueError("ensemble 'pairs' needs negative prompts")
+        for c, name in enumerate(prompts.class_names):
+            kinds = prompts.negative[prompts.owner == c]
+            if bool(kinds.all()) or not bool(kinds.any()):
+                raise ValueError(f"ensemble 'pairs': class {name!r} needs positive and negative prompts")
     C = len(prompts.class_names)
     text = prompts.encoded.features
     use = ~prompts.negative if ensemble != "pairs" else torch.ones_like(prompts.negative)
