@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gloria.training import runner
-from gloria.training.callbacks import BatchSeed
+from gloria.training.callbacks import BatchSeed, PlateauOnValidation
 from gloria.training.experiment import load_experiment
 from support.training_runs import FAST, config_path, one_thread, synth_root
 
@@ -84,3 +84,26 @@ def test_batch_seed_depends_on_position_only() -> None:
     assert torch.equal(first, torch.rand(3))
     seed.on_train_batch_start(_Trainer(), None, None, 8)  # type: ignore[arg-type]
     assert not torch.equal(first, torch.rand(3))
+
+
+def test_plateau_scheduler_fires_after_validation() -> None:
+    """The release's ReduceLROnPlateau never stepped; ours halves the LR once the monitor stops improving."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([param], lr=1.0)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=1)
+
+    class _Config:
+        scheduler = plateau
+
+    class _Trainer:
+        def __init__(self) -> None:
+            self.sanity_checking = False
+            self.callback_metrics = {"val_loss": torch.tensor(1.0)}
+            self.lr_scheduler_configs = [_Config()]
+
+    callback = PlateauOnValidation("val_loss")
+    lrs = []
+    for _ in range(4):
+        callback.on_validation_end(_Trainer(), None)  # type: ignore[arg-type]
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert lrs == [1.0, 1.0, 0.5, 0.5]

@@ -42,6 +42,29 @@ class BatchSeed(Callback):
         torch.manual_seed(value)
 
 
+class PlateauOnValidation(Callback):
+    """Steps ReduceLROnPlateau on ``monitor`` right after each validation, before checkpoints are written.
+
+    Lightning steps epoch schedulers after the end-of-epoch checkpoint, so a run resumed from that checkpoint
+    would miss one step; stepping here (checkpoint callbacks run last) keeps the saved state complete. The
+    modules' ``lr_scheduler_step`` leaves plateau schedulers alone.
+    """
+
+    def __init__(self, monitor: str) -> None:
+        self.monitor = monitor
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metric = trainer.callback_metrics.get(self.monitor)
+        if metric is None:
+            log.warning("scheduler monitor %r was not logged; the learning rate is not stepped", self.monitor)
+            return
+        for config in trainer.lr_scheduler_configs:
+            if isinstance(config.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                config.scheduler.step(float(metric))
+
+
 class LossHistory(Callback):
     """Keeps the training loss of every optimiser step (``history``) for the results JSON."""
 

@@ -15,7 +15,7 @@ from torchmetrics.classification import BinaryAUROC, BinaryAveragePrecision
 
 from gloria.training.experiment import OptimSection, SchedulerSection
 from gloria.training.objective import ClassificationObjective
-from gloria.training.optim import optimizer_config
+from gloria.training.optim import optimizer_config, step_unless_plateau
 
 
 class ClassifyModule(L.LightningModule):
@@ -93,3 +93,6 @@ class ClassifyModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         return optimizer_config(self.classifier, self.optim, self.scheduler)
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        step_unless_plateau(scheduler, metric)

@@ -29,7 +29,7 @@ def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimSection) -> torch.
 
 def optimizer_config(module: nn.Module, optim: OptimSection, scheduler: SchedulerSection) -> dict[str, Any]:
     """Lightning's ``configure_optimizers`` answer: the optimiser and, unless disabled, the plateau schedule
-    stepped per epoch on ``scheduler.monitor`` (logged at validation)."""
+    stepped after every validation on ``scheduler.monitor`` (by ``callbacks.PlateauOnValidation``)."""
     optimizer = build_optimizer(trainable(module), optim)
     if scheduler.name == "none":
         return {"optimizer": optimizer}
@@ -43,6 +43,13 @@ def optimizer_config(module: nn.Module, optim: OptimSection, scheduler: Schedule
             "monitor": scheduler.monitor,
             "interval": "epoch",
             "frequency": 1,
-            "strict": True,
+            "strict": False,
         },
     }
+
+
+def step_unless_plateau(scheduler: Any, metric: Any) -> None:
+    """``LightningModule.lr_scheduler_step``: plateau schedulers are stepped by ``PlateauOnValidation``."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        return
+    scheduler.step()

@@ -14,7 +14,7 @@ from gloria.config import to_dict
 from gloria.model import GLoRIA
 from gloria.training.experiment import OptimSection, SchedulerSection
 from gloria.training.objective import PretrainObjective
-from gloria.training.optim import optimizer_config
+from gloria.training.optim import optimizer_config, step_unless_plateau
 
 
 class PretrainModule(L.LightningModule):
@@ -68,6 +68,9 @@ class PretrainModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         return optimizer_config(self.model, self.optim, self.scheduler)
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        step_unless_plateau(scheduler, metric)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["gloria_config"] = to_dict(self.model.config)

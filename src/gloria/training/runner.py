@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from gloria.config import GloriaConfig, config_from_dict
 from gloria.model import GLoRIA
-from gloria.training.callbacks import AttentionSnapshots, BatchSeed, LossHistory
+from gloria.training.callbacks import AttentionSnapshots, BatchSeed, LossHistory, PlateauOnValidation
 from gloria.training.classify_module import ClassifyModule
 from gloria.training.datamodules import GloriaDataModule
 from gloria.training.experiment import ExperimentConfig, save_experiment
@@ -162,6 +162,8 @@ def build_trainer(
     )
     history = LossHistory()
     callbacks: list[Callback] = [checkpoint, last, history, BatchSeed(seed)]
+    if cfg.scheduler.name == "plateau":
+        callbacks.append(PlateauOnValidation(cfg.scheduler.monitor))
     if t.early_stopping_patience is not None:
         stopper = EarlyStopping(monitor=t.monitor, mode=t.monitor_mode, patience=t.early_stopping_patience)
         callbacks.append(stopper)

@@ -13,7 +13,7 @@ from torchmetrics import MeanMetric
 
 from gloria.training.experiment import OptimSection, SchedulerSection
 from gloria.training.objective import SegmentationObjective, dice_per_image
-from gloria.training.optim import optimizer_config
+from gloria.training.optim import optimizer_config, step_unless_plateau
 
 
 class SegmentModule(L.LightningModule):
@@ -57,3 +57,6 @@ class SegmentModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         return optimizer_config(self.unet, self.optim, self.scheduler)
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        step_unless_plateau(scheduler, metric)
