@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from gloria.alignment.attention import check_regions_words, two_stage_attention
 
@@ -292,6 +293,7 @@ def evaluate_grounding(
     seed: int = 0,
     n_examples: int = 4,
     batch_size: int = 32,
+    progress: bool = True,
 ) -> GroundingOutput:
     """Compare model readouts with image-blind baselines on held-out cases.
 
@@ -311,14 +313,16 @@ def evaluate_grounding(
     test = [cases[i] for i in sorted(order[n_fit:])]
     prior = LocationPrior().fit((c.label, [], c.mask) for c in fit)
     prior_words = LocationPrior(use_words=True).fit((c.label, c.location_words, c.mask) for c in fit)
-    images = embed_images(model, [c.image_path for c in test], batch_size=batch_size, with_regions=True)
+    images = embed_images(
+        model, [c.image_path for c in test], batch_size=batch_size, with_regions=True, progress=progress
+    )
     texts = embed_texts(model, [c.text for c in test], batch_size=batch_size).features
     cfg = model.config
     per_method: dict[str, list[dict[str, float]]] = defaultdict(list)
     examples: list[tuple[GroundingCase, dict[str, NDArray[np.float32]]]] = []
     regions_all = images.features().regions
     h, w = regions_all.shape[2:]
-    for i, case in enumerate(test):
+    for i, case in enumerate(tqdm(test, desc="grounding", unit="case", disable=not progress)):
         H, W = case.mask.shape
         geom = geometry_for(H, W, cfg.transforms)
         tol = int(np.ceil(cfg.transforms.crop_size / h / geom.scale))
