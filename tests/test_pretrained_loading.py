@@ -269,3 +269,18 @@ def test_cli_convert(files: dict[str, Path], tmp_path: Path) -> None:
     assert _run_cli([*argv, "--force"]) == 0
     with pytest.raises(FileNotFoundError, match=r"missing\.ckpt"):
         _run_cli(["convert", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "x")])
+
+
+def test_tiny_release_files_helper(tmp_path: Path) -> None:
+    from support.release_ckpt import write_tiny_release_files
+
+    files = write_tiny_release_files(tmp_path / "tiny")
+    model = load_gloria(files["ckpt"], "cpu", text_model=files["text"])
+    cfg = model.config
+    assert (cfg.image.backbone, cfg.text.max_length, cfg.transforms.imsize, cfg.transforms.crop_size) == (
+        "resnet18",
+        32,
+        72,
+        64,
+    )
+    assert model.process_text(TEXTS, "cpu")["caption_ids"].shape == (2, 32)

@@ -325,3 +325,16 @@ def write_malicious_checkpoint(path: Path, marker: Path, *, legacy_format: bool 
     }
     torch.save(payload, path, _use_new_zipfile_serialization=not legacy_format)
     return path
+
+
+def write_tiny_release_files(root: Path, *, seed: int = 0) -> dict[str, Path]:
+    """A small release-format pair for other tests: ``ckpt`` (ResNet-18 with its real shapes + the tiny
+    BERT, hyper-parameters at the tiny preset's sizes: word_num 32, imsize 72, crop 64) and ``text`` (the
+    text-model directory to pass as ``text_model=``). Load with ``load_gloria(ckpt, text_model=text)``;
+    like every release file it keeps the release's 299-px in-encoder resize."""
+    root.mkdir(parents=True, exist_ok=True)
+    text = write_text_model_dir(root / "tiny-bert")
+    hp = release_hyper_parameters(model_name="resnet_18", word_num=32, imsize=72, crop_size=64)
+    weights = random_release_state_dict("resnet18", seed=seed)
+    ckpt = write_release_checkpoint(root / "chexpert_resnet18.ckpt", weights, hyper_parameters=hp)
+    return {"ckpt": ckpt, "text": text}
