@@ -47,7 +47,10 @@ def test_onnx_parity(model_and_inputs: tuple, tmp_path: Path) -> None:
     import onnxruntime as ort
 
     model, images, batch = model_and_inputs
+    model.train()
     paths = export_model(model, tmp_path, "onnx")
+    assert model.training  # the caller's model is left as it was
+    model.eval()
     expected = _reference(model, images, batch)
     image = ort.InferenceSession(str(paths["image"]), providers=["CPUExecutionProvider"])
     text = ort.InferenceSession(str(paths["text"]), providers=["CPUExecutionProvider"])

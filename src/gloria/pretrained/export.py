@@ -7,6 +7,7 @@ word_mask [K, T] (word-piece aggregation is inside the graph; word strings and t
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import warnings
@@ -71,14 +72,16 @@ def export_model(
 ) -> dict[str, Path]:
     """Write ``image.{onnx,pt}`` and ``text.{onnx,pt}`` plus ``export.json`` (names, shapes, preprocessing).
 
-    The batch axis is dynamic; the token axis T is fixed to the model's ``text.max_length`` (``process_text``
-    always pads to it). Returns the written paths by role.
+    The caller's model is not modified (a CPU copy is exported). The batch axis is dynamic; the token axis
+    T is fixed to the model's ``text.max_length`` (``process_text`` always pads to it). Returns the written
+    paths by role.
     """
     if fmt not in ("onnx", "torchscript"):
         raise ValueError(f"export format must be 'onnx' or 'torchscript', got {fmt!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = model.cpu().eval()
+    # export from a CPU copy in eval mode; the caller's model keeps its device and mode
+    model = copy.deepcopy(model).cpu().eval()
     cfg: Any = model.config
     images, text_inputs = example_inputs(model)
     towers = {"image": (ImageTower(model).eval(), (images,)), "text": (TextTower(model).eval(), text_inputs)}
