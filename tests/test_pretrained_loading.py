@@ -284,3 +284,20 @@ def test_tiny_release_files_helper(tmp_path: Path) -> None:
         64,
     )
     assert model.process_text(TEXTS, "cpu")["caption_ids"].shape == (2, 32)
+
+
+def test_text_model_from_local_hub_cache_only(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub
+
+    calls: list[tuple[str, bool]] = []
+
+    def cached_only(repo_id: str, *, local_files_only: bool = False, **kwargs: object) -> str:
+        calls.append((repo_id, local_files_only))
+        return str(files["text"])
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", cached_only)
+    encoder_cfg = load_gloria(files["r18"], "cpu").config.text
+    assert calls == [("emilyalsentzer/Bio_ClinicalBERT", True)]  # looked up in the cache, never fetched
+    assert encoder_cfg.vocab_file == str((files["text"] / "vocab.txt").resolve())
