@@ -237,15 +237,5 @@ def load_img_segmentation_model(
     from gloria.tasks.segmentation_model import build_unet
 
     encoder = load_image_encoder(name, "cpu", trust=trust, sha256=sha256)
-    unet: nn.Module = build_unet(None, encoder.backbone)
-    smp_encoder = unet.get_submodule("encoder")
-    # the trunk's torchvision names are smp's encoder names; loaded with our exact key/shape check (smp's
-    # ResNetEncoder.load_state_dict returns None, so its own missing/unexpected report is unavailable)
-    trunk = encoder.model.state_dict()
-    report = check_keys(smp_encoder.state_dict(), trunk)
-    if not report.ok:
-        raise ValueError(
-            f"the {encoder.backbone} trunk of {name} does not fit smp's encoder:\n{report.format()}"
-        )
-    nn.Module.load_state_dict(smp_encoder, trunk, strict=True)
+    unet: nn.Module = build_unet(encoder)  # checks every trunk key and shape against smp's encoder
     return unet.to(resolve_device(device)).train()
