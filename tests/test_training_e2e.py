@@ -15,6 +15,7 @@ from gloria.cli.main import main as gloria_main
 from gloria.cli.train import main as run_py_main
 from gloria.config import tiny_config
 from gloria.model import GLoRIA
+from gloria.tasks.classifier import ImageClassifier
 from gloria.training.experiment import load_experiment
 from gloria.training.runner import build_gloria
 from support.training_runs import FAST, config_path, one_thread, synth_root
@@ -56,28 +57,36 @@ def test_pretrain_tiny_through_run_py(synth_root: Path, tmp_path: Path) -> None:
     assert torch.equal(model.state_dict()[key], state[f"model.{key}"])
 
 
-def test_linear_probe_through_gloria_cli(synth_root: Path, tmp_path: Path) -> None:
+def test_linear_probe_splits_through_gloria_cli(synth_root: Path, tmp_path: Path) -> None:
     rc = gloria_main(
-        ["train", "-c", str(config_path("synth_classification.yaml")), "--train", "--test", "--out",
-         str(tmp_path), f"data.root={synth_root}/CheXpert-v1.0", "model.preset=tiny", "model.checkpoint=null",
-         "trainer.max_epochs=2", "trainer.limit_train_batches=3", "data.batch_size=8", *FAST]
+        ["train", "-c", str(config_path("synth_classification.yaml")), "--train", "--test", "--splits", "2",
+         "--train_pct", "0.5", "--out", str(tmp_path), f"data.root={synth_root}/CheXpert-v1.0",
+         "model.preset=tiny", "model.checkpoint=null", "trainer.max_epochs=2",
+         "trainer.limit_train_batches=2", "data.batch_size=8", *FAST]
     )  # fmt: skip
     assert rc == 0
-    res = _results(tmp_path / "synth_classification")
+    top = _results(tmp_path / "synth_classification")
+    assert top["splits"] == 2 and [r["seed"] for r in top["runs"]] == [1, 2]
+    auroc = top["summary"]["test_auroc"]
+    assert len(auroc["values"]) == 2 and math.isclose(auroc["mean"], sum(auroc["values"]) / 2)
+    assert math.isclose(auroc["std"], abs(auroc["values"][0] - auroc["values"][1]) / math.sqrt(2))
+    res = _results(tmp_path / "synth_classification" / "split_1")
+    data = [r["data"] for r in top["runs"]]
+    assert data[0]["train_rows"] == round(0.5 * data[0]["train_rows_total"])
+    assert data[0]["train_ids_sha256"] != data[1]["train_ids_sha256"]  # seeds 1 and 2 draw different rows
     assert res["classes"] == ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"]
-    assert all(math.isfinite(v) for v in res["train_loss_curve"]) and len(res["train_loss_curve"]) == 6
+    assert all(math.isfinite(v) for v in res["train_loss_curve"]) and len(res["train_loss_curve"]) == 4
     metrics = res["test_metrics"]
     assert math.isfinite(metrics["test_loss"])
     assert "test_auroc/Cardiomegaly" in metrics and "test_auprc" in metrics
     # frozen encoder in eval mode: trunk weights AND BatchNorm statistics equal the initial ones
-    L.seed_everything(0, verbose=False)
-    initial = GLoRIA(tiny_config()).img_encoder.model.state_dict()
+    L.seed_everything(1, verbose=False)  # the runner seeds, then builds the model and the head in this order
+    initial = ImageClassifier(GLoRIA(tiny_config()), num_cls=5)
     state = torch.load(res["best_checkpoint"], weights_only=True)["state_dict"]
-    for name, value in initial.items():
+    for name, value in initial.img_encoder.model.state_dict().items():
         assert torch.equal(state[f"classifier.img_encoder.model.{name}"], value), name
-    assert not torch.equal(
-        state["classifier.classifier.weight"], torch.zeros_like(state["classifier.classifier.weight"])
-    )
+    head = state["classifier.classifier.weight"]
+    assert head.shape == (5, 512) and not torch.equal(head, initial.classifier.weight)
 
 
 def test_segmentation_through_gloria_cli(synth_root: Path, tmp_path: Path) -> None:
