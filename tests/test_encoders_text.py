@@ -139,3 +139,15 @@ def test_local_directory_model() -> None:
         feats = enc(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
     assert feats.words.shape == (2, 384, 16)
     assert feats.word_strings[0][:4] == ["[CLS]", "bibasilar", "atelectasis", "[SEP]"]
+
+
+def test_bert_config_vocab_size_must_match_the_vocabulary() -> None:
+    from gloria.config import TINY_BERT
+
+    text_cfg = tiny_config().text
+    size = len(TextEncoder(text_cfg).tokenizer.get_vocab())
+    same = dataclasses.replace(text_cfg, bert_config={**TINY_BERT, "vocab_size": size})
+    assert TextEncoder(same).model.config.vocab_size == size
+    wrong = dataclasses.replace(text_cfg, bert_config={**TINY_BERT, "vocab_size": 7})
+    with pytest.raises(ValueError, match="vocab_size is 7"):
+        TextEncoder(wrong)

@@ -93,8 +93,15 @@ class TextEncoder(nn.Module):
                 )
             vocab_path = resolve_vocab_file(cfg.vocab_file)
             self.tokenizer = BertTokenizer(vocab=str(vocab_path), do_lower_case=cfg.do_lower_case)
+            vocab_size = len(self.tokenizer.get_vocab())
+            given = cfg.bert_config.get("vocab_size", vocab_size)
+            if given != vocab_size:
+                raise ValueError(
+                    f"text.bert_config.vocab_size is {given} but {vocab_path} has {vocab_size} entries"
+                )
             bert_kwargs: dict[str, Any] = {"attn_implementation": "eager", **dict(cfg.bert_config)}
-            bert_cfg = BertConfig(vocab_size=len(self.tokenizer.get_vocab()), **bert_kwargs)
+            bert_kwargs["vocab_size"] = vocab_size
+            bert_cfg = BertConfig(**bert_kwargs)
             self.model: BertModel = BertModel(bert_cfg, add_pooling_layer=True)
         else:
             self.model, self.tokenizer = load_pretrained_text_model(cfg.model, allow_download=allow_download)
