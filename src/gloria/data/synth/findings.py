@@ -264,7 +264,7 @@ def _draw_effusion(frame: Frame, plan: FindingPlan, rng: np.random.Generator, cf
 
 def _draw_edema(frame: Frame, plan: FindingPlan, rng: np.random.Generator, cfg: SynthConfig) -> Finding:
     a = frame.anatomy
-    amp = 0.06 * GRADE_GAIN[plan.grade] * cfg.subtlety
+    amp = 0.05 * GRADE_GAIN[plan.grade] * cfg.subtlety
     sigma = 0.16 + 0.04 * plan.grade
     mask = np.zeros((frame.size, frame.size), dtype=bool)
     delta = np.zeros((frame.size, frame.size), dtype=np.float32)
@@ -276,10 +276,10 @@ def _draw_edema(frame: Frame, plan: FindingPlan, rng: np.random.Generator, cfg: 
         haze = np.exp(-((frame.u - hu) ** 2 + (frame.v - hv) ** 2) / (2 * sigma * sigma))
         zone = frame.zone(k, plan.levels)
         lines = (np.mod(frame.v / 0.045 + phase, 1.0) < 0.2) & (frame.lateral_fraction(k) > 0.55)
-        lines &= frame.zone(k, ("lower",))
+        lines &= frame.zone(k, ("lower",)) & (plan.grade >= 2)  # interstitial lines: moderate/severe
         side_mask = zone & ((haze > 0.35) | lines)
         mask |= side_mask
-        delta += np.where(side_mask, amp * haze + 0.25 * amp * lines, 0.0).astype(np.float32)
+        delta += np.where(side_mask, amp * haze + 0.15 * amp * lines, 0.0).astype(np.float32)
     return Finding(plan, mask, delta, mask_box(mask))
 
 
