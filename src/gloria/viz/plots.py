@@ -126,7 +126,7 @@ def precision_at_k(results: Mapping[str, Mapping[int, float]], *, chance: float 
     """Grouped bars of Precision@K: ``{series name: {K: precision}}``, optional chance line."""
     names = list(results)
     ks = sorted({int(k) for r in results.values() for k in r})
-    fig = new_figure(1.2 + 1.1 * len(ks) * max(1, len(names)) / 2, 3.5)
+    fig = new_figure(min(8.0, 2.5 + 0.3 * len(ks) * max(1, len(names))), 3.8)
     ax = fig.add_subplot()
     width = 0.8 / max(1, len(names))
     x = np.arange(len(ks))
