@@ -59,7 +59,10 @@ def run(args: argparse.Namespace) -> int:
     )
     images = E.embed_images(model, data.paths, batch_size=args.batch_size, cache=cache, with_regions=True)
     texts = E.embed_texts(model, data.texts, batch_size=args.batch_size).features
-    inputs = R.RetrievalInputs.from_features(images.features(), texts)
+    feats = images.features()
+    device = texts.words.device  # score where the model runs; image features come from the CPU cache
+    feats = type(feats)(regions=feats.regions.to(device), embedding=feats.embedding.to(device))
+    inputs = R.RetrievalInputs.from_features(feats, texts)
     classes = sorted(set(data.tasks))
     labels = [classes.index(t) for t in data.tasks]
     ks = [k for k in args.ks if k <= len(labels)]

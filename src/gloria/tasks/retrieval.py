@@ -153,7 +153,7 @@ def evaluate_retrieval(
     n_queries = query_lab.shape[0]
     bar = tqdm(total=n_queries, desc=f"{direction} {similarity}", unit="query", disable=not progress)
     for q0, scores in chunks:
-        top = scores.topk(k_max, dim=1).indices  # [c, k_max]
+        top = scores.topk(k_max, dim=1).indices.cpu()  # [c, k_max]
         hits = (cand_lab[top] == query_lab[q0 : q0 + scores.shape[0], None]).to(torch.float64)
         for i, k in enumerate(ks):
             hits_sum[i] += hits[:, :k].mean(dim=1).sum()

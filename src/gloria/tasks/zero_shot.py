@@ -135,7 +135,7 @@ def zero_shot_scores(
     legacy: bool = False,
     chunk_size: int = 256,
 ) -> Tensor:
-    """Class scores [N, C] of N images (regions [N,D,h,w], embedding [N,D]); argmax = prediction.
+    """Class scores [N, C] (on the CPU) of N images (regions [N,D,h,w], embedding [N,D]); argmax = prediction.
 
     - ``max`` / ``mean`` with ``legacy=False``: global cosine and the default local similarity per prompt;
       ``max``: each z-scored over one image's positive prompts, averaged, max per class (``gloria.api``'s
@@ -162,11 +162,11 @@ def zero_shot_scores(
     use = ~prompts.negative if ensemble != "pairs" else torch.ones_like(prompts.negative)
     idx = use.nonzero().flatten()
     words, mask, emb = text.words[idx], text.word_mask[idx], text.embedding[idx]
-    owner, negative = prompts.owner[idx], prompts.negative[idx]
+    owner, negative = prompts.owner[idx].to(words.device), prompts.negative[idx].to(words.device)
     out = []
     for start in range(0, images.embedding.shape[0], chunk_size):
-        regions = images.regions[start : start + chunk_size]
-        img_emb = images.embedding[start : start + chunk_size]
+        regions = images.regions[start : start + chunk_size].to(words.device, words.dtype)
+        img_emb = images.embedding[start : start + chunk_size].to(emb.device, emb.dtype)
         if legacy:
             cap_lens = [prompts.encoded.cap_lens[int(i)] for i in idx]
             texts = [prompts.texts[int(i)] for i in idx]
@@ -188,7 +188,7 @@ def zero_shot_scores(
             pos = _per_class(both.masked_fill(negative, float("-inf")), owner, C, "max")
             neg = _per_class(both.masked_fill(~negative, float("-inf")), owner, C, "max")
             out.append(torch.sigmoid(pos - neg))
-    scores = torch.cat(out)
+    scores = torch.cat(out).cpu()
     if legacy and scores.shape[0] > 1:
         scores = zscore(scores, dim=0)
     return scores
