@@ -102,3 +102,22 @@ def test_segmentation_through_gloria_cli(synth_root: Path, tmp_path: Path) -> No
     dice = res["test_metrics"]["test_dice"]
     assert 0.0 <= dice <= 1.0
     assert Path(res["best_checkpoint"]).is_file()
+
+
+@pytest.mark.slow
+def test_pretrain_ddp_two_cpu_processes(synth_root: Path, tmp_path: Path) -> None:
+    """Lightning DDP (gloo) over 2 CPU processes launched by run.py itself, negatives gathered."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(root / "run.py"), "-c", str(config_path("synth_pretrain_tiny.yaml")),
+           "--train", "--test", "--out", str(tmp_path), f"data.root={synth_root}/CheXpert-v1.0",
+           "trainer.max_epochs=1",
+           "trainer.limit_train_batches=2", "data.batch_size=4", "trainer.devices=2", "trainer.strategy=ddp",
+           "snapshots.num_pairs=2", *FAST]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    res = _results(tmp_path / "synth_pretrain_tiny")
+    assert res["global_step"] == 2 and math.isfinite(res["test_metrics"]["test_loss"])
+    assert Path(res["best_checkpoint"]).is_file()

@@ -17,6 +17,15 @@ from gloria.training.objective import PretrainObjective
 from gloria.training.optim import optimizer_config, step_unless_plateau
 
 
+def freeze_unused_pooler(model: GLoRIA) -> None:
+    """With ``last_n_layers > 1`` the BERT pooler never reaches the loss; DDP would stop on its missing
+    gradients, so it is excluded from training (its weights are kept as loaded)."""
+    pooler = getattr(model.text_encoder.model, "pooler", None)
+    if model.config.text.last_n_layers > 1 and pooler is not None:
+        for p in pooler.parameters():
+            p.requires_grad_(False)
+
+
 class PretrainModule(L.LightningModule):
     """Wraps a ``GLoRIA`` (attribute ``model``; checkpoint keys ``model.<release key without gloria.>``)."""
 
@@ -33,6 +42,7 @@ class PretrainModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.model = model
+        freeze_unused_pooler(model)
         self.optim = optim
         self.scheduler = scheduler
         self.objective = PretrainObjective(
