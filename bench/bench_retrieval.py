@@ -80,6 +80,25 @@ def _run(kind: str, n: int, similarity: str, chunk: int) -> dict[str, Any]:
     return dict(out)
 
 
+def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The summary table of bench/run_all.py: one row per similarity and method."""
+    rows = []
+    for similarity in ("global", "local"):
+        r = results[similarity]
+        for method, key in (("full matrix", "full_matrix"), ("chunked", "chunked")):
+            rows.append(
+                {
+                    "similarity": similarity,
+                    "size": f"{r['n']}x{r['n']}",
+                    "method": method,
+                    "seconds": r[key]["seconds"],
+                    "peak_rss_above_inputs_mib": r[key]["peak_rss_above_inputs_mib"],
+                    **{f"P@{k}": v for k, v in r[key]["precision"].items()},
+                }
+            )
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 (global) and 40 (local) instead")
@@ -105,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "memory_ratio_full_over_chunked": ref["peak_rss_above_inputs_mib"]
             / max(ours["peak_rss_above_inputs_mib"], 1e-3),
         }
+    results["rows"] = rows_of(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "retrieval.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0
