@@ -64,6 +64,10 @@ def test_fixture_union_records_and_balance(tmp_path):
     images["split"] = "train"
     records = segmentation_records(images, dicoms)
     assert records[0].positive and not records[1].positive
+    # without height/width columns the mask grid is each DICOM's own (these fixtures are 32 x 32)
+    assert {(r.height, r.width) for r in records} == {(32, 32)}
+    stated = segmentation_records(images.assign(height=1024, width=1024), dicoms)
+    assert {(r.height, r.width) for r in stated} == {(1024, 1024)}
     # odd fixtures are MONOCHROME1: read_image must invert them to the MONOCHROME2 look of the even ones
     assert read_image(records[1].path).shape == (32, 32)
     balanced = balance_negatives(images, seed=3)

@@ -149,13 +149,20 @@ def load_mask(
 
 
 def segmentation_records(frame: pd.DataFrame, dicoms: dict[str, Path]) -> list[SegmentationRecord]:
-    """Records from a grouped frame with ``split``; ValueError lists ImageIds without a DICOM."""
+    """Records from a grouped frame with ``split``; ValueError lists ImageIds without a DICOM.
+
+    The mask grid is the frame's ``height``/``width`` columns (written by ``gloria prepare siim``), else
+    each DICOM's Rows/Columns.
+    """
     missing = [i for i in frame["ImageId"] if i not in dicoms]
     if missing:
         raise ValueError(f"{len(missing)} SIIM images have no DICOM, first: {missing[:5]}")
-    has_shape = {"height", "width"} <= set(frame.columns)
-    heights = frame["height"] if has_shape else pd.Series(SIIM_SIZE, index=frame.index)
-    widths = frame["width"] if has_shape else pd.Series(SIIM_SIZE, index=frame.index)
+    if {"height", "width"} <= set(frame.columns):
+        heights, widths = frame["height"], frame["width"]
+    else:  # the RLE refers to each DICOM's own grid: read it from the header (no pixel decoding)
+        shapes = [dicom_shape(dicoms[image_id]) for image_id in frame["ImageId"]]
+        heights = pd.Series([h for h, _ in shapes], index=frame.index)
+        widths = pd.Series([w for _, w in shapes], index=frame.index)
     return [
         SegmentationRecord(
             path=dicoms[image_id],
