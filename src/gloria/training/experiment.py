@@ -129,6 +129,7 @@ class TrainerSection:
     loggers: tuple[Literal["csv", "tensorboard", "wandb"], ...] = ("csv", "tensorboard")
     enable_progress_bar: bool = True
     deterministic: bool = False
+    cpu_threads: int | None = None  # torch intra-op threads (None: torch's default); 1 helps on shared CPUs
 
 
 @dataclass(frozen=True)

@@ -232,6 +232,8 @@ def run_single(
     run_dir.mkdir(parents=True, exist_ok=True)
     save_experiment(cfg, run_dir / "experiment.yaml")
     ckpt_path = resolve_resume(resume, run_dir)
+    if cfg.trainer.cpu_threads is not None:
+        torch.set_num_threads(cfg.trainer.cpu_threads)
     L.seed_everything(seed, workers=True, verbose=False)
     classes = task_classes(cfg)
     if cfg.task == "classification" and not classes:
