@@ -67,6 +67,9 @@ def test_synth_chexpert_labels_are_binary_after_release_uncertain_policy(synth_r
     assert records.train and records.valid and records.test
     for record in records.train + records.valid + records.test:
         assert set(record.labels.values()) <= {0.0, 1.0} and record.path.is_file()
+        assert record.patient_id.startswith("patient")
+    train_patients = {r.patient_id for r in records.train}
+    assert not train_patients & {r.patient_id for r in records.valid}  # split by patient
 
 
 def test_sampler_orders_by_seed_and_epoch_and_shards_by_rank() -> None:

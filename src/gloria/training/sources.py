@@ -125,7 +125,7 @@ def _chexpert(cfg: DataSection) -> dict[str, list[LabelledImageRecord]]:
             path=chexpert.image_path(cfg.root, str(path)),
             labels={c: float(targets.loc[i, c]) for c in cfg.classes},
             split=str(split),
-            patient_id=str(path),
+            patient_id=chexpert.patient_id(str(path)),
             view=str(view),
         )
         for i, path, split, view in zip(frame.index, frame["Path"], frame["split"], frame["Frontal/Lateral"])
