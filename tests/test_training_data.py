@@ -126,3 +126,9 @@ def test_bad_configs_and_missing_paths_give_clear_errors(tmp_path: Path, caplog)
     assert rc == 1 and "report CSV not found" in text and "master_updated.csv" in text
     rc, text = _run(["-c", cfg, "--resume", str(tmp_path / "x.ckpt"), "--out", str(tmp_path / "o")], caplog)
     assert rc == 1 and "x.ckpt" in text
+
+
+def test_resume_flag_does_not_swallow_an_override(tmp_path: Path, caplog) -> None:
+    cfg = str(config_path("synth_pretrain_tiny.yaml"))
+    rc, text = _run(["-c", cfg, "--out", str(tmp_path), "--resume", "trainer.max_epochs=two"], caplog)
+    assert rc == 1 and "trainer.max_epochs" in text  # parsed as an override, not as a checkpoint path

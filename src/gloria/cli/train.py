@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
     from gloria.training.runner import run_experiment
 
     overrides = list(args.overrides)
+    resume = args.resume
+    if resume is not None and "=" in resume and not Path(resume).exists():
+        overrides.insert(0, resume)  # "--resume key=value": argparse took the override as the checkpoint
+        resume = "last"
     if args.devices is not None:
         overrides.append(f"trainer.devices={args.devices}")
     if args.num_nodes is not None:
@@ -62,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         test=args.test,
         train_pct=args.train_pct,
         splits=args.splits,
-        resume=args.resume,
+        resume=resume,
         out_dir=args.out,
     )
     metrics = results.get("summary") or results.get("test_metrics") or results.get("fit_metrics") or {}

@@ -99,7 +99,7 @@ class AttentionSnapshots(Callback):
         datamodule = getattr(trainer, "datamodule", None)
         if datamodule is None:
             return
-        dataset = datamodule._dataset("valid")
+        dataset = datamodule.dataset("valid")
         items = [dataset[i] for i in range(min(self.num_pairs, len(dataset)))]
         if not items:
             return

@@ -63,7 +63,8 @@ class GloriaDataModule(L.LightningDataModule):
             self.records = records
         return self.records
 
-    def _dataset(self, stage: Stage) -> Dataset[Any]:
+    def dataset(self, stage: Stage) -> Dataset[Any]:
+        """The dataset of ``stage`` (built once; ``valid`` also feeds the attention snapshots)."""
         if stage not in self.datasets:
             records = getattr(self.load(), stage)
             train = stage == "train"
@@ -83,7 +84,7 @@ class GloriaDataModule(L.LightningDataModule):
         self.load()
 
     def _loader(self, stage: Stage) -> DataLoader[Any]:
-        dataset = self._dataset(stage)
+        dataset = self.dataset(stage)
         size = len(dataset)  # type: ignore[arg-type]
         if size == 0:
             raise ValueError(f"the {stage!r} split of data source {self.data.source!r} is empty")

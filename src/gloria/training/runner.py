@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
-from gloria.config import GloriaConfig, config_from_dict
+from gloria.config import GloriaConfig, ImageTransformConfig, config_from_dict
 from gloria.model import GLoRIA
 from gloria.training.callbacks import AttentionSnapshots, BatchSeed, LossHistory, PlateauOnValidation
 from gloria.training.classify_module import ClassifyModule
@@ -114,7 +114,8 @@ def build_module(cfg: ExperimentConfig, classes: list[str]) -> L.LightningModule
     return SegmentModule(build_unet(model.img_encoder), cfg.optim, cfg.scheduler)
 
 
-def transforms_of(cfg: ExperimentConfig, module: L.LightningModule) -> Any:
+def transforms_of(cfg: ExperimentConfig, module: L.LightningModule) -> ImageTransformConfig:
+    """The preprocessing of the model actually built (a loaded checkpoint brings its own)."""
     model = getattr(module, "model", None)
     if isinstance(model, GLoRIA):
         return model.config.transforms
