@@ -76,6 +76,9 @@ def probe_curves(results: Mapping[str, Mapping[str, Mapping[str, object]]]) -> F
         y = [float(r["mean_auroc"]) for r in rows]  # type: ignore[arg-type]
         ax.plot(x, y, marker="o", label=name)
     ax.set_xscale("log")
+    ticks = sorted({100 * float(r["fraction"]) for by in results.values() for r in by.values()})  # type: ignore[arg-type]
+    ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("training labels used (%)")
     ax.set_ylabel("mean AUROC (5 classes)")
     ax.axhline(0.5, color="gray", linestyle="--", linewidth=1)

@@ -23,7 +23,7 @@ from gloria.demo import evaluate as EV
 from gloria.demo import figures, probe, training
 from gloria.demo.prompts import choose_prompts, corpus_vocabulary
 from gloria.demo.settings import DemoSettings
-from gloria.demo.summary import MODELS, headline_rows
+from gloria.demo.summary import headline_rows
 from gloria.model import GLoRIA
 from gloria.tasks import embed as E
 from gloria.tasks.report import Report, add_grounding, add_retrieval, add_zero_shot, markdown_table
@@ -44,8 +44,8 @@ class DemoRun:
     command: str = "gloria demo"
     results: dict[str, Any] = field(default_factory=dict)
     sections: dict[str, Report] = field(default_factory=dict)
-    models: dict[str, GLoRIA] = field(default_factory=dict)
-    checkpoint: str | None = None
+    models: dict[str, GLoRIA] = field(default_factory=dict)  # evaluated in this order
+    checkpoints: dict[str, str | None] = field(default_factory=dict)  # pretraining checkpoint per model
     eval_set: EV.EvalSet | None = None
     embeddings: dict[str, E.ImageEmbeddings] = field(default_factory=dict)
     train_reports: list[str] = field(default_factory=list)
@@ -58,6 +58,9 @@ class DemoRun:
         """A fresh report section for ``stage`` (its figures go to ``<out>/figures``)."""
         self.sections[stage] = Report(TITLE, self.out)
         return self.sections[stage]
+
+    def title(self, name: str) -> str:
+        return MODEL_TITLES.get(name, name)
 
     def model(self, name: str) -> GLoRIA:
         device = torch.device(self.settings.device)
@@ -87,20 +90,41 @@ def stage_synth(run: DemoRun) -> None:
     sec.lines += [f"![Example images with finding boxes and report impressions](figures/{path.name})", ""]
 
 
-def stage_pretrain(run: DemoRun) -> None:
-    s = run.settings
+def prepare_pretraining(run: DemoRun) -> Path:
+    """Read the 5x200-style set and write the pretraining CSV without its studies; returns the CSV."""
     data = EV.read_zero_shot_set(run.synth_root)
     run.eval_set = data
     rel = [p.relative_to(run.synth_root).as_posix() for p in data.paths]
     csv, run.train_reports = training.pretraining_csv(run.synth_root, rel, run.out / "data" / "pretrain.csv")
-    cfg = training.pretrain_config(s, run.synth_root, csv, run.seed)
+    return csv
+
+
+def pretrain_model(
+    run: DemoRun, csv: Path, name: str, alignment: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """Pretrain model ``name`` (alignment weights replaced when given) into ``run.models``; its random
+    initialisation goes to ``run.models["random_init"]`` if not there yet. Returns the runner's results."""
+    cfg = training.pretrain_config(
+        run.settings, run.synth_root, csv, run.seed, name=name, alignment=alignment
+    )
     runs = run.out / "runs"
     if (runs / cfg.name).exists():
         shutil.rmtree(runs / cfg.name)  # a previous demo's run: start clean so the numbers repeat
-    run.models["random_init"] = training.random_init_model(cfg)
+    if "random_init" not in run.models:
+        run.models["random_init"] = training.random_init_model(cfg)
+        run.checkpoints["random_init"] = None
     model, res = training.pretrain(cfg, runs)
-    run.models["pretrained"] = model
-    run.checkpoint = str(res.get("best_checkpoint") or res.get("last_checkpoint"))
+    run.models[name] = model
+    run.checkpoints[name] = str(res.get("best_checkpoint") or res.get("last_checkpoint"))
+    return res
+
+
+def stage_pretrain(run: DemoRun) -> None:
+    s = run.settings
+    csv = prepare_pretraining(run)
+    res = pretrain_model(run, csv, "pretrained")
+    run.models = {"pretrained": run.models["pretrained"], "random_init": run.models["random_init"]}
+    model = run.models["pretrained"]
     curve = [float(v) for v in res.get("train_loss_curve", [])]
     run.results["pretrain"] = {
         "preset": s.preset,
@@ -159,7 +183,7 @@ def stage_zero_shot(run: DemoRun) -> None:
         f"demo's own prompts for {', '.join(own) or 'no class'}. Largest-class share {chance:.3f}."
     )
     sec.table([{"class": c, "prompts": "; ".join(p)} for c, p in chosen.prompts.items()])
-    for name in MODELS:
+    for name in run.models:
         result = EV.zero_shot(
             run.model(name),
             _embeddings(run, name),
@@ -169,7 +193,7 @@ def stage_zero_shot(run: DemoRun) -> None:
             seed=run.seed,
         )
         add_zero_shot(sec, result.evaluation, result.scores, result.labels, name=f"zero_shot_{name}")
-        _retitle(sec, f"## Zero-shot classification (zero_shot_{name})", f"### {MODEL_TITLES[name]}")
+        _retitle(sec, f"## Zero-shot classification (zero_shot_{name})", f"### {run.title(name)}")
         out[name] = result.evaluation
     run.results["zero_shot"] = out
 
@@ -185,10 +209,10 @@ def stage_retrieval(run: DemoRun) -> None:
         "ks": [k for k in s.retrieval_ks if k <= len(run.eval_set.paths)],
         "chance": chance,
     }
-    for name in MODELS:
+    for name in run.models:
         rows = EV.retrieval(run.model(name), _embeddings(run, name), run.eval_set, s.retrieval_ks)
         add_retrieval(sec, rows, chance=chance, name=f"retrieval_{name}")
-        _retitle(sec, "## Retrieval (hit = same class)", f"### {MODEL_TITLES[name]}")
+        _retitle(sec, "## Retrieval (hit = same class)", f"### {run.title(name)}")
         out[name] = rows
     run.results["retrieval"] = out
 
@@ -198,7 +222,7 @@ def stage_probe(run: DemoRun) -> None:
     train = probe.read_labelled(run.synth_root, "train.csv")
     test = probe.read_labelled(run.synth_root, "valid.csv")
     out: dict[str, Any] = {"fractions": list(s.probe_fractions)}
-    for name in MODELS:
+    for name in run.models:
         model = run.model(name)
         out[name] = probe.linear_probe(
             probe.pooled_features(model, train.paths),
@@ -221,20 +245,20 @@ def stage_probe(run: DemoRun) -> None:
             {
                 "labels": f"{100 * f:g}%",
                 "images": out["pretrained"][f"{f:g}"]["train_images"],
-                **{MODEL_TITLES[m]: out[m][f"{f:g}"]["mean_auroc"] for m in MODELS},
+                **{run.title(m): out[m][f"{f:g}"]["mean_auroc"] for m in run.models},
             }
             for f in s.probe_fractions
         ]
     )
-    curves = {MODEL_TITLES[m]: out[m] for m in MODELS}
+    curves = {run.title(m): out[m] for m in run.models}
     sec.figure(figures.probe_curves(curves), "probe_auroc", "Linear probe AUROC vs label fraction")
 
 
 def stage_segmentation(run: DemoRun) -> None:
     s = run.settings
     out: dict[str, Any] = {}
-    for name in MODELS:
-        checkpoint = run.checkpoint if name == "pretrained" else None
+    for name in run.models:
+        checkpoint = run.checkpoints.get(name)
         cfg = training.segmentation_config(s, run.synth_root, checkpoint, run.seed, f"segmentation_{name}")
         runs = run.out / "runs"
         if (runs / cfg.name).exists():
@@ -251,11 +275,11 @@ def stage_segmentation(run: DemoRun) -> None:
     sec.table(
         [
             {
-                "encoder": MODEL_TITLES[m],
+                "encoder": run.title(m),
                 "train images": _get(out[m], "data", "train_rows"),
                 "test Dice": _get(out[m], "test_metrics", "test_dice"),
             }
-            for m in MODELS
+            for m in run.models
         ]
     )
 
@@ -264,7 +288,7 @@ def stage_grounding(run: DemoRun) -> None:
     s = run.settings
     cases = EV.grounding_cases(run.synth_root)
     outputs = {}
-    for name in MODELS:
+    for name in run.models:
         # maps are read on the CPU (the grounding evaluation keeps image regions on the CPU)
         outputs[name] = EV.grounding(
             run.models[name].cpu().eval(), cases, seed=run.seed, n_examples=s.grounding_examples
@@ -277,9 +301,11 @@ def stage_grounding(run: DemoRun) -> None:
         "on the other half. Pointing game: the map's maximum falls inside the finding's mask "
         "(`pointing_tol`: within one region of it). Baselines never look at the image."
     )
-    for name in MODELS:
+    for name in run.models:
         add_grounding(sec, outputs[name].summary, name=f"grounding_{name}")
-        _retitle(sec, "## Grounding (maps in original pixels vs ground truth)", f"### {MODEL_TITLES[name]}")
+        _retitle(sec, "## Grounding (maps in original pixels vs ground truth)", f"### {run.title(name)}")
+    if "pretrained" not in outputs:
+        return
     for i, (case, maps) in enumerate(outputs["pretrained"].examples):
         other = outputs["random_init"].examples[i][1] if i < len(outputs["random_init"].examples) else None
         by_model = {"pretrained": maps, **({"random_init": other} if other is not None else {})}

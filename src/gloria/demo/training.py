@@ -52,15 +52,21 @@ def _trainer(settings: DemoSettings) -> dict[str, Any]:
 
 
 def pretrain_config(
-    settings: DemoSettings, synth_root: Path, reports_csv: Path, seed: int
+    settings: DemoSettings,
+    synth_root: Path,
+    reports_csv: Path,
+    seed: int,
+    *,
+    name: str = "pretrain",
+    alignment: dict[str, float] | None = None,
 ) -> ExperimentConfig:
     """The pretraining experiment: the settings' preset, the filtered reports CSV and its split column."""
     return experiment_from_dict(
         {
             "task": "pretrain",
-            "name": "pretrain",
+            "name": name,
             "seed": seed,
-            "model": {"preset": settings.preset},
+            "model": {"preset": settings.preset, "config": {"alignment": dict(alignment or {})}},
             "data": {
                 "source": "image_report",
                 "root": str(synth_root / "CheXpert-v1.0"),
