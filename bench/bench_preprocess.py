@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(1)
     repeats = 2 if args.quick else 5
     files = image_files(args.quick)
-    dicom = Path(pydicom.data.get_testdata_file("RG1_UNCR.dcm"))
+    dicom = Path(str(pydicom.data.get_testdata_file("RG1_UNCR.dcm", download=False)))
     ours_pre = ImagePreprocessor(CFG)
     cases: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
         f"jpeg x{len(files)} -> [3,224,224]": (
