@@ -43,6 +43,7 @@ BASELINES = {
     "prior_class": "prior: class",
     "prior_class_side_level": "prior: class + words",
 }
+BASELINE_METRICS = ("pointing", "pointing (1-region tol.)", "seg Dice")
 
 
 def run_seed(size: str, seed: int, out: Path, command: str) -> dict[str, dict[str, float]]:
@@ -99,6 +100,7 @@ def collect(results: dict[str, Any], models: Sequence[str]) -> dict[str, dict[st
     ground = results["grounding"][models[0]]
     for b in BASELINES:
         table[b] = {"pointing": ground[b]["pointing"], "pointing (1-region tol.)": ground[b]["pointing_tol"]}
+    table["empty_mask"] = {"seg Dice": results["segmentation"]["empty_prediction_dice"]}
     return table
 
 
@@ -199,10 +201,10 @@ def write_markdown(
         lines.append(
             "| " + " | ".join([TITLES[m], *(_cell(agg[m].get(k), len(seeds)) for k in metrics)]) + " |"
         )
-    lines += ["", "Image-blind grounding baselines (never look at the image):", ""]
-    lines += ["| baseline | pointing | pointing (1-region tol.) |", "|---|---|---|"]
-    for b, title in BASELINES.items():
-        cells = [_cell(agg[b].get(k), len(seeds)) for k in ("pointing", "pointing (1-region tol.)")]
+    lines += ["", "Image-blind baselines (never look at the image):", ""]
+    lines += ["| baseline | " + " | ".join(BASELINE_METRICS) + " |", "|---|" + "---|" * len(BASELINE_METRICS)]
+    for b, title in {**BASELINES, "empty_mask": "all-empty mask"}.items():
+        cells = [_cell(agg[b].get(k), len(seeds)) for k in BASELINE_METRICS]
         lines.append(f"| {title} | {' | '.join(cells)} |")
     lines += [
         "",
@@ -228,6 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/synth_table", help="folder of the runs")
     parser.add_argument("--write", default="docs/results.md", help="the Markdown table to write")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--from-json", action="store_true", help="only rewrite --write from the seeds in <out>/table.json"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.threads:
@@ -235,20 +240,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python scripts/synth_table.py " + " ".join(sys.argv[1:] if argv is None else argv)
     started = time.perf_counter()
     out = Path(args.out)
-    per_seed = []
-    for seed in args.seeds:
+    per_seed: list[dict[str, dict[str, float]]] = []
+    meta = {"command": command.strip(), "size": args.size, "seeds": args.seeds}
+    if args.from_json:  # a run stopped early: the table of the seeds it finished, with its own command
+        per_seed = json.loads((out / "table.json").read_text())
+        meta = json.loads((out / "table_meta.json").read_text())
+        args.size, args.seeds = meta["size"], meta["seeds"][: len(per_seed)]
+        log.info("%d finished seed(s) in %s", len(per_seed), out / "table.json")
+    for seed in [] if args.from_json else args.seeds:
         per_seed.append(run_seed(args.size, seed, out, command.strip()))
+        meta["seconds"] = time.perf_counter() - started
         (out / "table.json").write_text(json.dumps(per_seed, indent=2))
+        (out / "table_meta.json").write_text(json.dumps(meta, indent=2))
     agg = aggregate(per_seed)
     reduced = args.size != "default" or len(args.seeds) < 3
     write_markdown(
         agg,
         path=Path(args.write),
-        command=command.strip(),
+        command=str(meta["command"]),
         size=args.size,
         seeds=args.seeds,
         reduced=reduced,
-        seconds=time.perf_counter() - started,
+        seconds=float(meta.get("seconds", time.perf_counter() - started)),
     )
     log.info("wrote %s", args.write)
     return 0

@@ -36,12 +36,14 @@ def mask_box(mask: NDArray[np.bool_]) -> tuple[float, float, float, float]:
     )
 
 
-def loss_curve(curves: Mapping[str, Sequence[float]]) -> Figure:
-    """Training loss per step, one line per named curve."""
+def loss_curve(curves: Mapping[str, Sequence[float]], *, chance: float | None = None) -> Figure:
+    """Training loss per step, one line per named curve; ``chance``: the loss of uninformative scores."""
     fig = plots.new_figure(5.0, 3.2)
     ax = fig.add_subplot()
     for name, values in curves.items():
         ax.plot(np.arange(1, len(values) + 1), values, label=name, linewidth=1.2)
+    if chance is not None:
+        ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label="chance level")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("loss")
     ax.set_title("GLoRIA pretraining (global + local contrastive loss)", fontsize=9)

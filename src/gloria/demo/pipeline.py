@@ -9,6 +9,7 @@ evaluation stage is recorded and the next one still runs (synth and pretrain fai
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -145,7 +146,13 @@ def stage_pretrain(run: DemoRun) -> None:
         "'Random init' below is this model before training."
     )
     if curve:
-        sec.figure(figures.loss_curve({"training loss": curve}), "pretrain_loss", "Pretraining loss")
+        # uniform scores: each of the (global, local) x (image->text, text->image) terms is ln(batch)
+        align = model.config.alignment
+        chance = 2 * (align.global_weight + align.local_weight) * math.log(s.pretrain_batch_size)
+        sec.figure(
+            figures.loss_curve({"training loss": curve}, chance=chance), "pretrain_loss", "Pretraining loss"
+        )
+        sec.text(f"Chance level (uniform scores over a batch of {s.pretrain_batch_size}): {chance:.2f}.")
 
 
 def _embeddings(run: DemoRun, name: str) -> E.ImageEmbeddings:
@@ -244,7 +251,7 @@ def stage_probe(run: DemoRun) -> None:
         [
             {
                 "labels": f"{100 * f:g}%",
-                "images": out["pretrained"][f"{f:g}"]["train_images"],
+                "images": out[next(iter(run.models))][f"{f:g}"]["train_images"],
                 **{run.title(m): out[m][f"{f:g}"]["mean_auroc"] for m in run.models},
             }
             for f in s.probe_fractions
@@ -265,12 +272,16 @@ def stage_segmentation(run: DemoRun) -> None:
             shutil.rmtree(runs / cfg.name)
         res = training.segment(cfg, runs)
         out[name] = {k: res.get(k) for k in ("data", "global_step", "train_loss_curve", "test_metrics")}
+    empty = training.empty_test_share(run.synth_root)
+    out["empty_prediction_dice"] = empty
     run.results["segmentation"] = out
     sec = run.section("segmentation")
     sec.heading("6. Segmentation (SIIM-style pneumothorax masks)")
     sec.text(
         f"U-Net whose encoder is the GLoRIA image trunk, {s.seg_steps} steps of batch {s.seg_batch_size} "
-        "on the balanced training split (runner, best validation Dice), Dice on the test split."
+        "on the balanced training split (runner, best validation Dice), Dice on the test split. Dice is "
+        "per image at 0.5; an image without pneumothorax scores 1 if the prediction is empty, else 0, so "
+        f"predicting nothing anywhere scores {empty:.3f} (the share of such test images)."
     )
     sec.table(
         [
@@ -281,6 +292,7 @@ def stage_segmentation(run: DemoRun) -> None:
             }
             for m in run.models
         ]
+        + [{"encoder": "none: all-empty prediction", "train images": 0, "test Dice": empty}]
     )
 
 
@@ -361,9 +373,9 @@ def write_report(run: DemoRun) -> tuple[Path, Path]:
         cells = [{k: "-" if v is None else v for k, v in row.items()} for row in rows]
         report.lines += [*markdown_table(cells), ""]
         report.text(
-            "Baselines: zero-shot = largest-class share (accuracy) and 0.5 (AUROC); retrieval = chance of a "
-            "same-class candidate; grounding = the better image-blind location prior (class, or class plus "
-            "side/level words) and a random map."
+            "Baselines: zero-shot = largest-class share (accuracy) and 0.5 (AUROC); retrieval = chance of "
+            "a same-class candidate; segmentation = predicting no mask anywhere; grounding = the better "
+            "image-blind location prior (class, or class plus side/level words) and a random map."
         )
     for stage, _, _ in STAGES:
         if stage in run.sections:

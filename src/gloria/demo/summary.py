@@ -64,6 +64,7 @@ def headline_rows(results: Mapping[str, Any]) -> list[dict[str, object]]:
     add(
         "segmentation Dice (test)",
         {m: _value(_get(results, "segmentation", m, "test_metrics", "test_dice")) for m in MODELS},
+        _value(_get(results, "segmentation", "empty_prediction_dice")),
     )
     pointing = {m: _value(_get(results, "grounding", m, "two_stage", "pointing")) for m in MODELS}
     best_prior = [

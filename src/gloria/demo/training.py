@@ -143,6 +143,18 @@ def segmentation_config(
     )
 
 
+def empty_test_share(synth_root: Path) -> float:
+    """Share of the SIIM-style test images without pneumothorax (the release's 70/15/15 image split):
+    the Dice of a model that never predicts a mask."""
+    from gloria.data import siim
+
+    images = siim.group_by_image(siim.read_siim_rle(synth_root / "siim_pneumothorax" / "train-rle.csv"))
+    test = images[siim.release_split(images).to_numpy() == "test"]
+    if test.empty:
+        raise ValueError(f"no SIIM-style test images under {synth_root}")
+    return float(1.0 - test["positive"].astype(float).mean())
+
+
 def segment(cfg: ExperimentConfig, runs: Path) -> dict[str, Any]:
     """Fine-tune and test (best validation Dice); returns the runner's results."""
     return run_experiment(cfg, train=True, test=True, out_dir=runs)
