@@ -64,3 +64,16 @@ def test_pretrain_objective_equals_the_models_loss(tiny_model) -> None:
     theirs = tiny_model.compute_losses(tiny_model.encode_images(images), tiny_model.encode_texts(tokens))
     for key in ("loss", "global_loss", "local_loss"):
         assert torch.allclose(ours[key], theirs[key], rtol=1e-5, atol=1e-6), key
+
+
+def test_pretrain_objective_under_bf16_autocast_trains_in_float32(tiny_model) -> None:
+    """Mixed precision (trainer.precision=bf16-mixed / 16-mixed): encoders in half, losses in float32."""
+    tiny_model.train()
+    texts = ["small left effusion", "heart is normal", "no edema"]
+    batch = {"image": torch.randn(3, 3, 64, 64), "text": texts}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = PretrainObjective(tiny_model)(batch)
+    assert out["loss"].dtype == torch.float32 and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    grad = tiny_model.img_encoder.local_embedder.weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and bool(grad.abs().sum() > 0)

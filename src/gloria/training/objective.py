@@ -5,6 +5,7 @@ contrastive objective, the linear probe's BCE and the segmentation loss 10 * foc
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -49,15 +50,20 @@ class PretrainObjective:
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         image, text = self.encode(batch)
-        return gathered_gloria_loss(
-            image,
-            text,
-            self.model.alignment,
-            legacy_word_counts=self.legacy_word_counts,
-            gather=self.gather,
-            chunk_size=self.chunk_size,
-            recompute=self.recompute,
-        )
+        # the contrastive losses run in float32 outside autocast (16-mixed / bf16-mixed encoders): the
+        # temperatures (x10, exp(5 x cos)) and the log-sum-exps are where half precision loses accuracy
+        with torch.autocast(device_type=image.embedding.device.type, enabled=False):
+            image = ImageFeatures(regions=image.regions.float(), embedding=image.embedding.float())
+            text = replace(text, words=text.words.float(), embedding=text.embedding.float())
+            return gathered_gloria_loss(
+                image,
+                text,
+                self.model.alignment,
+                legacy_word_counts=self.legacy_word_counts,
+                gather=self.gather,
+                chunk_size=self.chunk_size,
+                recompute=self.recompute,
+            )
 
 
 def masked_bce(logits: Tensor, labels: Tensor) -> Tensor:
