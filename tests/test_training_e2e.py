@@ -121,3 +121,27 @@ def test_pretrain_ddp_two_cpu_processes(synth_root: Path, tmp_path: Path) -> Non
     res = _results(tmp_path / "synth_pretrain_tiny")
     assert res["global_step"] == 2 and math.isfinite(res["test_metrics"]["test_loss"])
     assert Path(res["best_checkpoint"]).is_file()
+
+
+def test_fine_tune_option_trains_the_encoder_and_probe_does_not() -> None:
+    from gloria.training.experiment import experiment_from_dict
+    from gloria.training.runner import build_module
+
+    def trainable(freeze: bool) -> tuple[int, int]:
+        cfg = experiment_from_dict(
+            {"task": "classification", "model": {"preset": "tiny", "freeze_encoder": freeze},
+             "data": {"source": "chexpert", "train_csv": "train.csv", "classes": ["Edema"]}}
+        )  # fmt: skip
+        module = build_module(cfg, ["Edema"])
+        params = list(module.parameters())
+        return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+    probe, total = trainable(True)
+    assert probe == 512 + 1  # Linear(512 -> 1) on the ResNet-18 pooled feature
+    tuned, total_tuned = trainable(False)
+    assert tuned > 100 * probe and total_tuned == total
+    # fine-tuning trains the trunk and the head, not GLoRIA's projection heads (unused by the classifier)
+    encoder = GLoRIA(tiny_config()).img_encoder
+    heads = sum(p.numel() for m in (encoder.global_embedder, encoder.local_embedder) for p in m.parameters())
+    assert tuned == sum(p.numel() for p in encoder.model.parameters()) + probe
+    assert total_tuned - tuned == heads

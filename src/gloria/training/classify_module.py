@@ -18,6 +18,17 @@ from gloria.training.objective import ClassificationObjective
 from gloria.training.optim import optimizer_config, step_unless_plateau
 
 
+def freeze_unused_heads(classifier: nn.Module) -> None:
+    """The classifier reads the pooled trunk feature; GLoRIA's projection heads never reach its loss (and
+    DDP would stop on their missing gradients when fine-tuning), so they are excluded from training."""
+    encoder = getattr(classifier, "img_encoder", None)
+    for name in ("global_embedder", "local_embedder"):
+        head = getattr(encoder, name, None)
+        if isinstance(head, nn.Module):
+            for p in head.parameters():
+                p.requires_grad_(False)
+
+
 class ClassifyModule(L.LightningModule):
     """Wraps a classifier ``[B,3,H,W] -> [B,C]`` (``gloria.tasks.classifier.ImageClassifier``)."""
 
@@ -30,6 +41,7 @@ class ClassifyModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.classifier = classifier
+        freeze_unused_heads(classifier)
         self.classes = list(classes)
         self.optim = optim
         self.scheduler = scheduler
