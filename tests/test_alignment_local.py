@@ -154,3 +154,21 @@ def test_any_attention_temperature_matches_loop(attention_temperature) -> None:
         torch.autograd.grad(ours.sum(), (regions, words)), torch.autograd.grad(ref.sum(), (regions, words))
     ):
         assert rel_err(a, b) <= 1e-8
+
+
+def test_autocast_runs_the_scores_in_float32_with_gradients() -> None:
+    torch.manual_seed(0)
+    regions = torch.randn(3, 8, 2, 3, requires_grad=True)
+    words = torch.randn(4, 8, 5, requires_grad=True)
+    mask = torch.tensor(
+        [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool
+    )
+    kwargs = {"attention_temperature": 4.0, "word_temperature": 5.0}
+    expected = local_scores(regions, words, mask, **kwargs)
+    (g_regions,) = torch.autograd.grad(expected.sum(), regions)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        got = local_scores(regions, words, mask, **kwargs)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, expected)
+    (g_auto,) = torch.autograd.grad(got.sum(), regions)
+    torch.testing.assert_close(g_auto, g_regions)

@@ -168,6 +168,23 @@ def local_scores(
     images per block (default all). ``recompute=True`` recomputes each block in backward
     (torch.utils.checkpoint), so saved memory is O(N*R*R + N*K) instead of O(N*K*T*R).
     """
+    if torch.is_autocast_enabled(regions.device.type):
+        # Under mixed precision the scores are still computed in float32: word cosines multiplied by the
+        # temperatures lose too much in bfloat16/float16 (docs/method-notes.md), and the hand-written
+        # backward expects one dtype.
+        with torch.autocast(device_type=regions.device.type, enabled=False):
+            return local_scores(
+                regions.float(),
+                words.float(),
+                word_mask,
+                attention_temperature=attention_temperature,
+                word_temperature=word_temperature,
+                agg=agg,
+                chunk_size=chunk_size,
+                image_chunk_size=image_chunk_size,
+                recompute=recompute,
+                eps=eps,
+            )
     check_regions_words(regions, words, word_mask)
     if agg not in ("sum", "mean", "max"):
         raise ValueError(f"agg must be 'sum', 'mean' or 'max', got {agg!r}")
