@@ -17,8 +17,9 @@ from gloria.viz import plots
 
 # which maps of an example are drawn, and their panel titles
 ATTENTION_PANELS: tuple[tuple[str, str, str], ...] = (
-    ("pretrained", "two_stage", "GLoRIA (pretrained)"),
-    ("random_init", "two_stage", "random init"),
+    ("pretrained", "two_stage", "pretrained: attention"),
+    ("pretrained", "cosine", "pretrained: word-region cosine"),
+    ("random_init", "two_stage", "random init: attention"),
     ("pretrained", "prior_class_side_level", "prior: class + side/level words"),
 )
 

@@ -311,7 +311,10 @@ def stage_grounding(run: DemoRun) -> None:
     sec.text(
         f"{len(cases)} findings of the valid split; half fit the image-blind priors, all methods are scored "
         "on the other half. Pointing game: the map's maximum falls inside the finding's mask "
-        "(`pointing_tol`: within one region of it). Baselines never look at the image."
+        "(`pointing_tol`: within one region of it). Baselines never look at the image. Readouts: "
+        "`two_stage` is GLoRIA's attention (word softmax, then region softmax), `two_stage_no_cls` the same "
+        "without the [CLS] slot, `first_stage` the word softmax alone, `cosine` a softmax over regions of "
+        "the word-region cosine. A map that is exactly uniform has no maximum inside the finding."
     )
     for name in run.models:
         add_grounding(sec, outputs[name].summary, name=f"grounding_{name}")

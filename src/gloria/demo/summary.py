@@ -74,6 +74,10 @@ def headline_rows(results: Mapping[str, Any]) -> list[dict[str, object]]:
     known = [v for v in best_prior if v is not None]
     add("grounding pointing game (attention)", pointing, max(known) if known else None)
     add(
+        "grounding pointing game (cosine readout)",
+        {m: _value(_get(results, "grounding", m, "cosine", "pointing")) for m in MODELS},
+    )
+    add(
         "grounding pointing game, random map",
         {},
         _value(_get(results, "grounding", "pretrained", "random", "pointing")),
