@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    if not args.verbose:  # the stage log is the progress report; Lightning's own notices are noise here
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     size = "smoke" if args.smoke else "quick" if args.quick else "default"
     settings = demo_settings(size, preset=args.preset, device=args.device)
     command = " ".join(["gloria demo", *sys.argv[2:]]) if sys.argv[1:2] == ["demo"] else "gloria demo"
