@@ -23,6 +23,8 @@ from typing import Any
 import torch
 
 from gloria.demo import pipeline as P
+from gloria.demo import stages as S
+from gloria.demo.run import DemoRun
 from gloria.demo.settings import SIZES
 
 log = logging.getLogger("synth_table")
@@ -50,7 +52,7 @@ def run_seed(size: str, seed: int, out: Path, command: str) -> dict[str, dict[st
     """All metrics of one seed: ``{model or baseline: {metric: value}}``."""
     import lightning.pytorch as L
 
-    run = P.DemoRun(SIZES[size], seed, out / f"seed_{seed}", command)
+    run = DemoRun(SIZES[size], seed, out / f"seed_{seed}", command)
     run.out.mkdir(parents=True, exist_ok=True)
     torch.use_deterministic_algorithms(True, warn_only=True)
     timings: dict[str, float] = {}
@@ -63,17 +65,17 @@ def run_seed(size: str, seed: int, out: Path, command: str) -> dict[str, dict[st
         log.info("seed %d: %s done in %.1f s", seed, name, timings[name])
         return value
 
-    timed("synth", P.stage_synth, run)
-    csv = P.prepare_pretraining(run)
+    timed("synth", S.stage_synth, run)
+    csv = S.prepare_pretraining(run)
     for name, alignment in VARIANTS.items():
-        timed(f"pretrain_{name}", P.pretrain_model, run, csv, name, alignment)
+        timed(f"pretrain_{name}", S.pretrain_model, run, csv, name, alignment)
     run.models = {name: run.models[name] for name in [*VARIANTS, "random_init"]}
     for stage in (
-        P.stage_zero_shot,
-        P.stage_retrieval,
-        P.stage_probe,
-        P.stage_segmentation,
-        P.stage_grounding,
+        S.stage_zero_shot,
+        S.stage_retrieval,
+        S.stage_probe,
+        S.stage_segmentation,
+        S.stage_grounding,
     ):
         timed(stage.__name__.removeprefix("stage_"), stage, run)
     run.results["timings"] = timings

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from gloria.demo import pipeline
+from gloria.demo import pipeline, stages
 from gloria.demo.prompts import DEMO_PROMPTS, choose_prompts, corpus_vocabulary
+from gloria.demo.run import DemoRun
 from gloria.demo.settings import SIZES, demo_settings
 from gloria.demo.summary import headline_rows, terminal_summary
 
@@ -48,17 +49,17 @@ def test_headline_rows_pick_each_stage_and_the_better_prior() -> None:
 
 
 def test_a_failing_late_stage_keeps_earlier_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def first(run: pipeline.DemoRun) -> None:
+    def first(run: DemoRun) -> None:
         run.results["zero_shot"] = {"pretrained": {"accuracy": {"value": 0.75}}}
 
-    def late(run: pipeline.DemoRun) -> None:
+    def late(run: DemoRun) -> None:
         raise RuntimeError("disk full")
 
-    def never(run: pipeline.DemoRun) -> None:
+    def never(run: DemoRun) -> None:
         run.results["probe"] = {"fractions": []}
 
     monkeypatch.setattr(
-        pipeline, "STAGES", (("first", first, True), ("late", late, False), ("after", never, False))
+        stages, "STAGES", (("first", first, True), ("late", late, False), ("after", never, False))
     )
     run = pipeline.run_demo(SIZES["smoke"], out=tmp_path, seed=3)
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -69,13 +70,13 @@ def test_a_failing_late_stage_keeps_earlier_results(tmp_path: Path, monkeypatch:
 
 
 def test_an_essential_stage_failure_stops_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(run: pipeline.DemoRun) -> None:
+    def broken(run: DemoRun) -> None:
         raise ValueError("no data")
 
-    def later(run: pipeline.DemoRun) -> None:
+    def later(run: DemoRun) -> None:
         raise AssertionError("must not run")
 
-    monkeypatch.setattr(pipeline, "STAGES", (("synth", broken, True), ("zero_shot", later, False)))
+    monkeypatch.setattr(stages, "STAGES", (("synth", broken, True), ("zero_shot", later, False)))
     run = pipeline.run_demo(SIZES["smoke"], out=tmp_path, seed=0)
     assert list(run.results["timings"]) == ["synth"] and "synth" in run.results["failed"]
 

@@ -1,5 +1,6 @@
 """The end-to-end demo (``gloria demo``): SynthCXR -> GLoRIA pretraining -> every task -> one report.
 
-``settings`` holds the run sizes, ``pipeline`` runs the stages, ``summary`` writes the report and the terminal
-summary; the stage bodies live in ``pretrain``, ``evaluate``, ``probe`` and ``figures``.
+``settings`` holds the run sizes, ``run`` the state shared by the stages, ``stages`` the seven stages (their
+bodies in ``training``, ``evaluate``, ``probe``, ``prompts``, ``figures``), ``pipeline`` runs them and writes
+the report, ``summary`` the headline table and the terminal summary.
 """

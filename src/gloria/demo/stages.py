@@ -1,0 +1,316 @@
+"""The demo's seven stages, each ``stage(run: DemoRun) -> None`` filling ``run.results`` and a report section.
+
+1 synth  2 pretrain (runner)  3 zero-shot  4 retrieval  5 linear probe  6 segmentation  7 grounding.
+Every downstream stage runs on each model of ``run.models`` (the demo: pretrained and its random init).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gloria.demo import evaluate as EV
+from gloria.demo import figures, probe, training
+from gloria.demo.prompts import choose_prompts, corpus_vocabulary
+from gloria.demo.run import DemoRun
+from gloria.tasks import embed as E
+from gloria.tasks.report import Report, add_grounding, add_retrieval, add_zero_shot
+
+log = logging.getLogger(__name__)
+
+
+def _retitle(section: Report, old: str, new: str) -> None:
+    """Replace the last heading line ``old`` a ``gloria.tasks.report.add_*`` helper wrote (one level down,
+    named after the model); a helper that words its heading differently keeps its own."""
+    for i in range(len(section.lines) - 1, -1, -1):
+        if section.lines[i] == old:
+            section.lines[i] = new
+            return
+
+
+def _num(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _get(tree: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+# ------------------------------------------------------------------------------------------------ stages
+
+
+def stage_synth(run: DemoRun) -> None:
+    from gloria.data.synth import SynthConfig, generate
+    from gloria.data.synth.preview import pick_examples, save_examples
+
+    s = run.settings
+    cfg = SynthConfig(size=s.image_size)
+    summary = generate(run.synth_root, s.n_images, seed=run.seed, config=cfg, progress=False)
+    run.results["synth"] = {"n": summary.n, "size": s.image_size, "counts": summary.counts,
+                            "label_positives": summary.label_positives}  # fmt: skip
+    sec = run.section("synth")
+    sec.heading("1. Data: SynthCXR")
+    sec.text(
+        f"{summary.n} synthetic radiographs at {s.image_size} px with reports, labels and ground truth "
+        f"(seed {run.seed}); files: {', '.join(f'{k} {v}' for k, v in summary.counts.items())}."
+    )
+    examples = pick_examples(run.seed, cfg, count=4, pool=min(s.n_images, 80))
+    path = save_examples(examples, run.out / "figures" / "examples.png", columns=4)
+    sec.lines += [f"![Example images with finding boxes and report impressions](figures/{path.name})", ""]
+
+
+def prepare_pretraining(run: DemoRun) -> Path:
+    """Read the 5x200-style set and write the pretraining CSV without its studies; returns the CSV."""
+    data = EV.read_zero_shot_set(run.synth_root)
+    run.eval_set = data
+    rel = [p.relative_to(run.synth_root).as_posix() for p in data.paths]
+    csv, run.train_reports = training.pretraining_csv(run.synth_root, rel, run.out / "data" / "pretrain.csv")
+    return csv
+
+
+def pretrain_model(
+    run: DemoRun, csv: Path, name: str, alignment: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """Pretrain model ``name`` (alignment weights replaced when given) into ``run.models``; its random
+    initialisation goes to ``run.models["random_init"]`` if not there yet. Returns the runner's results."""
+    cfg = training.pretrain_config(
+        run.settings, run.synth_root, csv, run.seed, name=name, alignment=alignment
+    )
+    runs = run.out / "runs"
+    if (runs / cfg.name).exists():
+        shutil.rmtree(runs / cfg.name)  # a previous demo's run: start clean so the numbers repeat
+    if "random_init" not in run.models:
+        run.models["random_init"] = training.random_init_model(cfg)
+        run.checkpoints["random_init"] = None
+    model, res = training.pretrain(cfg, runs)
+    run.models[name] = model
+    run.checkpoints[name] = str(res.get("best_checkpoint") or res.get("last_checkpoint"))
+    return res
+
+
+def stage_pretrain(run: DemoRun) -> None:
+    s = run.settings
+    csv = prepare_pretraining(run)
+    res = pretrain_model(run, csv, "pretrained")
+    run.models = {"pretrained": run.models["pretrained"], "random_init": run.models["random_init"]}
+    model = run.models["pretrained"]
+    curve = [float(v) for v in res.get("train_loss_curve", [])]
+    run.results["pretrain"] = {
+        "preset": s.preset,
+        "data": res.get("data"),
+        "epochs": res.get("epochs"),
+        "global_step": res.get("global_step"),
+        "train_loss_curve": curve,
+        "best_val_loss": res.get("best_score"),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    sec = run.section("pretrain")
+    sec.heading("2. GLoRIA pretraining")
+    sec.text(
+        f"Preset `{s.preset}` trained from scratch with `gloria.training.runner` on the image-report CSV "
+        f"({res.get('data', {}).get('train_rows')} training pairs, 5x200 studies removed), "
+        f"{s.pretrain_epochs} epochs of batch {s.pretrain_batch_size}, lr {s.pretrain_lr:g}; "
+        f"best validation loss {_num(res.get('best_score'))}. "
+        "'Random init' below is this model before training."
+    )
+    if curve:
+        # uniform scores: each of the (global, local) x (image->text, text->image) terms is ln(batch)
+        align = model.config.alignment
+        chance = 2 * (align.global_weight + align.local_weight) * math.log(s.pretrain_batch_size)
+        sec.figure(
+            figures.loss_curve({"training loss": curve}, chance=chance), "pretrain_loss", "Pretraining loss"
+        )
+        sec.text(f"Chance level (uniform scores over a batch of {s.pretrain_batch_size}): {chance:.2f}.")
+
+
+def _embeddings(run: DemoRun, name: str) -> E.ImageEmbeddings:
+    if name not in run.embeddings:
+        assert run.eval_set is not None
+        run.embeddings[name] = E.embed_images(
+            run.model(name), run.eval_set.paths, with_regions=True, progress=False
+        )
+    return run.embeddings[name]
+
+
+def _chance(tasks: list[str]) -> tuple[float, float]:
+    """(largest class share, expected same-class share of a random candidate)."""
+    _, counts = np.unique(tasks, return_counts=True)
+    shares = counts / counts.sum()
+    return float(shares.max()), float((shares**2).sum())
+
+
+def stage_zero_shot(run: DemoRun) -> None:
+    s = run.settings
+    assert run.eval_set is not None
+    classes = sorted(set(run.eval_set.tasks))
+    chosen = choose_prompts(classes, corpus_vocabulary(run.train_reports), n=s.n_prompts, seed=run.seed)
+    chance, _ = _chance(run.eval_set.tasks)
+    out: dict[str, Any] = {"prompts": chosen.prompts, "prompt_source": chosen.source,
+                           "release_prompts_fitting": chosen.fitting, "chance": chance}  # fmt: skip
+    sec = run.section("zero_shot")
+    sec.heading("3. Zero-shot classification (5x200-style set)")
+    release = [c for c, v in chosen.source.items() if v == "release"]
+    own = [c for c, v in chosen.source.items() if v == "demo"]
+    sec.text(
+        f"{len(run.eval_set.paths)} images, one finding each. Prompts: the release's prompt vocabulary, "
+        "keeping "
+        f"prompts whose words all occur in the training reports, for {', '.join(release) or 'no class'}; the "
+        f"demo's own prompts for {', '.join(own) or 'no class'}. Largest-class share {chance:.3f}."
+    )
+    sec.table([{"class": c, "prompts": "; ".join(p)} for c, p in chosen.prompts.items()])
+    for name in run.models:
+        result = EV.zero_shot(
+            run.model(name),
+            _embeddings(run, name),
+            run.eval_set,
+            chosen.prompts,
+            n_boot=s.n_boot,
+            seed=run.seed,
+        )
+        add_zero_shot(sec, result.evaluation, result.scores, result.labels, name=f"zero_shot_{name}")
+        _retitle(sec, f"## Zero-shot classification (zero_shot_{name})", f"### {run.title(name)}")
+        out[name] = result.evaluation
+    run.results["zero_shot"] = out
+
+
+def stage_retrieval(run: DemoRun) -> None:
+    s = run.settings
+    assert run.eval_set is not None
+    _, chance = _chance(run.eval_set.tasks)
+    sec = run.section("retrieval")
+    sec.heading("4. Retrieval on the 5x200-style set")
+    sec.text("Queries: each image (or its report impression); a hit is a candidate of the same class.")
+    out: dict[str, Any] = {
+        "ks": [k for k in s.retrieval_ks if k <= len(run.eval_set.paths)],
+        "chance": chance,
+    }
+    for name in run.models:
+        rows = EV.retrieval(run.model(name), _embeddings(run, name), run.eval_set, s.retrieval_ks)
+        add_retrieval(sec, rows, chance=chance, name=f"retrieval_{name}")
+        _retitle(sec, "## Retrieval (hit = same class)", f"### {run.title(name)}")
+        out[name] = rows
+    run.results["retrieval"] = out
+
+
+def stage_probe(run: DemoRun) -> None:
+    s = run.settings
+    train = probe.read_labelled(run.synth_root, "train.csv")
+    test = probe.read_labelled(run.synth_root, "valid.csv")
+    out: dict[str, Any] = {"fractions": list(s.probe_fractions)}
+    for name in run.models:
+        model = run.model(name)
+        out[name] = probe.linear_probe(
+            probe.pooled_features(model, train.paths),
+            train,
+            probe.pooled_features(model, test.paths),
+            test,
+            s.probe_fractions,
+            seed=run.seed,
+        )
+    run.results["probe"] = out
+    sec = run.section("probe")
+    sec.heading("5. Linear probe (frozen encoder, 5 CheXpert competition labels)")
+    sec.text(
+        f"Logistic regression on the pooled trunk feature, {len(train.paths)} training images "
+        f"(seeded subsample per fraction), tested on valid.csv ({len(test.paths)} images), release "
+        "uncertain policy."
+    )
+    sec.table(
+        [
+            {
+                "labels": f"{100 * f:g}%",
+                "images": out[next(iter(run.models))][f"{f:g}"]["train_images"],
+                **{run.title(m): out[m][f"{f:g}"]["mean_auroc"] for m in run.models},
+            }
+            for f in s.probe_fractions
+        ]
+    )
+    curves = {run.title(m): out[m] for m in run.models}
+    sec.figure(figures.probe_curves(curves), "probe_auroc", "Linear probe AUROC vs label fraction")
+
+
+def stage_segmentation(run: DemoRun) -> None:
+    s = run.settings
+    out: dict[str, Any] = {}
+    for name in run.models:
+        checkpoint = run.checkpoints.get(name)
+        cfg = training.segmentation_config(s, run.synth_root, checkpoint, run.seed, f"segmentation_{name}")
+        runs = run.out / "runs"
+        if (runs / cfg.name).exists():
+            shutil.rmtree(runs / cfg.name)
+        res = training.segment(cfg, runs)
+        out[name] = {k: res.get(k) for k in ("data", "global_step", "train_loss_curve", "test_metrics")}
+    empty = training.empty_test_share(run.synth_root)
+    out["empty_prediction_dice"] = empty
+    run.results["segmentation"] = out
+    sec = run.section("segmentation")
+    sec.heading("6. Segmentation (SIIM-style pneumothorax masks)")
+    sec.text(
+        f"U-Net whose encoder is the GLoRIA image trunk, {s.seg_steps} steps of batch {s.seg_batch_size} "
+        "on the balanced training split (runner, best validation Dice), Dice on the test split. Dice is "
+        "per image at 0.5; an image without pneumothorax scores 1 if the prediction is empty, else 0, so "
+        f"predicting nothing anywhere scores {empty:.3f} (the share of such test images)."
+    )
+    sec.table(
+        [
+            {
+                "encoder": run.title(m),
+                "train images": _get(out[m], "data", "train_rows"),
+                "test Dice": _get(out[m], "test_metrics", "test_dice"),
+            }
+            for m in run.models
+        ]
+        + [{"encoder": "none: all-empty prediction", "train images": 0, "test Dice": empty}]
+    )
+
+
+def stage_grounding(run: DemoRun) -> None:
+    s = run.settings
+    cases = EV.grounding_cases(run.synth_root)
+    outputs = {}
+    for name in run.models:
+        # maps are read on the CPU (the grounding evaluation keeps image regions on the CPU)
+        outputs[name] = EV.grounding(
+            run.models[name].cpu().eval(), cases, seed=run.seed, n_examples=s.grounding_examples
+        )
+    run.results["grounding"] = {name: o.summary for name, o in outputs.items()}
+    sec = run.section("grounding")
+    sec.heading("7. Word-to-region attention and grounding")
+    sec.text(
+        f"{len(cases)} findings of the valid split; half fit the image-blind priors, all methods are scored "
+        "on the other half. Pointing game: the map's maximum falls inside the finding's mask "
+        "(`pointing_tol`: within one region of it). Baselines never look at the image. Readouts: "
+        "`two_stage` is GLoRIA's attention (word softmax, then region softmax), `two_stage_no_cls` the same "
+        "without the [CLS] slot, `first_stage` the word softmax alone, `cosine` a softmax over regions of "
+        "the word-region cosine. A map that is exactly uniform has no maximum inside the finding."
+    )
+    for name in run.models:
+        add_grounding(sec, outputs[name].summary, name=f"grounding_{name}")
+        _retitle(sec, "## Grounding (maps in original pixels vs ground truth)", f"### {run.title(name)}")
+    if "pretrained" not in outputs:
+        return
+    for i, (case, maps) in enumerate(outputs["pretrained"].examples):
+        other = outputs["random_init"].examples[i][1] if i < len(outputs["random_init"].examples) else None
+        by_model = {"pretrained": maps, **({"random_init": other} if other is not None else {})}
+        sec.figure(figures.attention_example(case, by_model), f"attention_{i}", f"Attention, {case.label}")
+
+
+STAGES: tuple[tuple[str, Callable[[DemoRun], None], bool], ...] = (
+    ("synth", stage_synth, True),
+    ("pretrain", stage_pretrain, True),
+    ("zero_shot", stage_zero_shot, False),
+    ("retrieval", stage_retrieval, False),
+    ("probe", stage_probe, False),
+    ("segmentation", stage_segmentation, False),
+    ("grounding", stage_grounding, False),
+)
