@@ -183,7 +183,8 @@ def write_markdown(
             f"**Reduced run**: {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), size `{size}` "
             f"({settings.n_images} images at {settings.image_size} px, preset `{settings.preset}`, "
             f"{settings.pretrain_epochs} pretraining epochs). The full table is "
-            "`python scripts/synth_table.py` (3 seeds, size `default`, about 90 minutes on 2 CPU cores).",
+            "`python scripts/synth_table.py --threads 1` (3 seeds, size `default`, about an hour on 2 CPU "
+            "cores).",
             "",
         ]
     lines += [
