@@ -17,6 +17,7 @@ from gloria.tasks import embed as E
 from gloria.tasks import grounding as G
 from gloria.tasks import retrieval as R
 from gloria.tasks import zero_shot as Z
+from gloria.types import TextFeatures
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,17 @@ def read_zero_shot_set(synth_root: Path) -> EvalSet:
     return EvalSet(paths, frame["task"].astype(str).tolist(), texts)
 
 
+def on_cpu(features: TextFeatures) -> TextFeatures:
+    """Text features with every tensor on the CPU, where image embeddings are kept (``--device cuda``)."""
+    return TextFeatures(
+        words=features.words.cpu(),
+        embedding=features.embedding.cpu(),
+        word_mask=features.word_mask.cpu(),
+        legacy_word_counts=features.legacy_word_counts.cpu(),
+        word_strings=features.word_strings,
+    )
+
+
 @dataclass
 class ZeroShotOutput:
     evaluation: dict[str, Any]
@@ -62,6 +74,7 @@ def zero_shot(
 ) -> ZeroShotOutput:
     """Scores [N, C] (default ``max`` ensemble, batch-independent) and their accuracy / F1 / AUROC."""
     encoded = Z.encode_class_prompts(model, prompts)
+    encoded.encoded = E.EncodedTexts(on_cpu(encoded.encoded.features), encoded.encoded.cap_lens)
     scores = Z.zero_shot_scores(images.features(), encoded, model.config.alignment).double().numpy()
     labels = np.array([encoded.class_names.index(t) for t in data.tasks], dtype=np.int64)
     evaluation = Z.evaluate_scores(scores, labels, encoded.class_names, n_boot=n_boot, seed=seed)
@@ -72,7 +85,7 @@ def retrieval(
     model: GLoRIA, images: E.ImageEmbeddings, data: EvalSet, ks: tuple[int, ...]
 ) -> list[dict[str, object]]:
     """P@K both ways (global cosine, and global + local), a hit being a candidate of the query's class."""
-    texts = E.embed_texts(model, data.texts).features
+    texts = on_cpu(E.embed_texts(model, data.texts).features)
     inputs = R.RetrievalInputs.from_features(images.features(), texts)
     labels = np.array([sorted(set(data.tasks)).index(t) for t in data.tasks])
     usable = tuple(k for k in ks if k <= len(labels))
