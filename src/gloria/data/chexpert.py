@@ -12,44 +12,19 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from gloria.constants import CHEXPERT_COMPETITION_TASKS, CHEXPERT_TASKS, CHEXPERT_UNCERTAIN_MAPPINGS
 from gloria.data.csv_reports import require_columns
 from gloria.data.records import LabelledImageRecord
 from gloria.data.splits import assign_patient_splits
 
 log = logging.getLogger(__name__)
 
-# The 14 label columns in the order of the Stanford release (files may order them differently: we go by name).
-CHEXPERT_LABELS: tuple[str, ...] = (
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Lesion",
-    "Lung Opacity",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-)
-COMPETITION_TASKS: tuple[str, ...] = (
-    "Atelectasis",
-    "Cardiomegaly",
-    "Consolidation",
-    "Edema",
-    "Pleural Effusion",
-)
+# The 14 label columns in the order of the Stanford release (files may order them differently: we go by name)
+# and the competition tasks, from gloria.constants.
+CHEXPERT_LABELS: tuple[str, ...] = tuple(CHEXPERT_TASKS)
+COMPETITION_TASKS: tuple[str, ...] = tuple(CHEXPERT_COMPETITION_TASKS)
 # The release's per-task mapping of uncertain (-1) labels (CheXpert paper): U-Ones / U-Zeros.
-RELEASE_UNCERTAIN: Mapping[str, float] = {
-    "Atelectasis": 1.0,
-    "Edema": 1.0,
-    "Pleural Effusion": 1.0,
-    "Cardiomegaly": 0.0,
-    "Consolidation": 0.0,
-}
+RELEASE_UNCERTAIN: Mapping[str, float] = {k: float(v) for k, v in CHEXPERT_UNCERTAIN_MAPPINGS.items()}
 UncertainPolicy = Literal["release", "zeros", "ones", "ignore"]
 UNCERTAIN_POLICIES: tuple[str, ...] = ("release", "zeros", "ones", "ignore")
 REQUIRED_COLUMNS: tuple[str, ...] = ("Path", "Frontal/Lateral", *CHEXPERT_LABELS)

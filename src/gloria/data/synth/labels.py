@@ -10,29 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-CHEXPERT_LABELS: tuple[str, ...] = (
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Lesion",
-    "Lung Opacity",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-)
-COMPETITION_TASKS: tuple[str, ...] = (
-    "Atelectasis",
-    "Cardiomegaly",
-    "Consolidation",
-    "Edema",
-    "Pleural Effusion",
-)
+from gloria.constants import CHEXPERT_COMPETITION_TASKS, CHEXPERT_TASKS
+
+CHEXPERT_LABELS: tuple[str, ...] = tuple(CHEXPERT_TASKS)
+COMPETITION_TASKS: tuple[str, ...] = tuple(CHEXPERT_COMPETITION_TASKS)
 
 # finding kind of the generator -> the CheXpert observation it is labelled as
 KIND_LABEL: dict[str, str] = {
