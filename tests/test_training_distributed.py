@@ -10,12 +10,12 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from gloria.alignment.losses import word_mask_from_counts
 from gloria.config import AlignmentConfig
 from gloria.training.distributed import (
     block_contrastive_terms,
     gather_with_grad,
     gathered_gloria_loss,
-    word_mask_from_counts,
 )
 from support import ddp_loss_worker as worker
 

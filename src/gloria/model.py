@@ -32,11 +32,6 @@ def release_cap_lens(texts: Sequence[str]) -> list[int]:
     return [sum(1 for ch in text if ch != "[") for text in texts]
 
 
-def word_mask_from_counts(counts: Tensor, num_slots: int) -> Tensor:
-    """[K] word counts n_k -> [K, T] bool mask of slots 0..n_k (CLS and the words)."""
-    return torch.arange(num_slots, device=counts.device).unsqueeze(0) <= counts.unsqueeze(1)
-
-
 class GLoRIA(nn.Module):
     """Image tower ``img_encoder`` + text tower ``text_encoder``; the embedding dim D is the text hidden size.
 
@@ -203,7 +198,7 @@ class GLoRIA(nn.Module):
 
         Word slots 0..n_k with n_k counted as the release did from ``sents`` (words not starting with "[").
         """
-        from gloria.alignment.losses import matched_attention_maps
+        from gloria.alignment.losses import matched_attention_maps, word_mask_from_counts
 
         if len(sents) != text_emb_l.shape[0]:
             raise ValueError(f"sents has {len(sents)} texts but text_emb_l has {text_emb_l.shape[0]}")

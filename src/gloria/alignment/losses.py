@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gloria.alignment.attention import check_regions_words, two_stage_attention
-from gloria.alignment.local import local_scores
-from gloria.alignment.similarity import cosine_matrix
+from gloria.alignment.similarity import cosine_matrix, default_local_similarity
 from gloria.config import AlignmentConfig
 from gloria.types import ImageFeatures, TextFeatures
 
@@ -51,17 +50,10 @@ def local_loss_terms(
         raise ValueError(
             f"local loss needs matched pairs: regions {tuple(regions.shape)}, words {tuple(words.shape)}"
         )
-    z = local_scores(
-        regions,
-        words,
-        word_mask,
-        attention_temperature=cfg.attention_temperature,
-        word_temperature=cfg.word_temperature,
-        agg=cfg.local_agg,
-        chunk_size=chunk_size,
-        recompute=recompute,
-    )
-    return contrastive_terms(cfg.logit_temperature * z)
+    scores = default_local_similarity(
+        regions, words, word_mask, cfg, chunk_size=chunk_size, recompute=recompute
+    )  # logit_temperature * Z
+    return contrastive_terms(scores)
 
 
 def loss_word_mask(
@@ -72,9 +64,13 @@ def loss_word_mask(
     if word_mask is not None:
         return word_mask
     if legacy_word_counts:
-        slots = torch.arange(text.words.shape[2], device=text.words.device)
-        return slots.unsqueeze(0) <= text.legacy_word_counts.to(text.words.device).unsqueeze(1)
+        return word_mask_from_counts(text.legacy_word_counts.to(text.words.device), text.words.shape[2])
     return text.word_mask
+
+
+def word_mask_from_counts(counts: Tensor, num_slots: int) -> Tensor:
+    """[K] word counts n_k -> [K, T] bool mask of slots 0..n_k (CLS and the words)."""
+    return torch.arange(num_slots, device=counts.device).unsqueeze(0) <= counts.unsqueeze(1)
 
 
 def gloria_loss(

@@ -21,7 +21,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from gloria.alignment.local import local_scores
+from gloria.alignment.losses import loss_word_mask
+from gloria.alignment.similarity import cosine_matrix, default_local_similarity
 from gloria.config import AlignmentConfig
 from gloria.types import ImageFeatures, TextFeatures
 
@@ -94,17 +95,6 @@ def block_contrastive_terms(rows: Tensor, cols: Tensor, offset: int) -> tuple[Te
     return F.cross_entropy(rows, targets), F.cross_entropy(cols.t(), targets)
 
 
-def _cosine(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
-    """a [N, D], b [K, D] -> [N, K] cosine with the product of norms clamped at eps (the release's)."""
-    norms = torch.linalg.vector_norm(a, dim=1, keepdim=True) * torch.linalg.vector_norm(b, dim=1).unsqueeze(0)
-    return (a @ b.t()) / norms.clamp_min(eps)
-
-
-def word_mask_from_counts(counts: Tensor, slots: int) -> Tensor:
-    """Slots 0..n_k of text k (CLS and n_k words): counts [K] -> bool [K, T]."""
-    return torch.arange(slots, device=counts.device).unsqueeze(0) <= counts.unsqueeze(1)
-
-
 def gathered_gloria_loss(
     image: ImageFeatures,
     text: TextFeatures,
@@ -124,22 +114,14 @@ def gathered_gloria_loss(
     B = image.embedding.shape[0]
     if text.embedding.shape[0] != B:
         raise ValueError(f"{B} images but {text.embedding.shape[0]} texts: pairs must match one to one")
-    if legacy_word_counts:
-        word_mask = word_mask_from_counts(text.legacy_word_counts.to(text.words.device), text.words.shape[2])
-    else:
-        word_mask = text.word_mask.to(device=text.words.device, dtype=torch.bool)
+    word_mask = loss_word_mask(text, legacy_word_counts=legacy_word_counts)
+    word_mask = word_mask.to(device=text.words.device, dtype=torch.bool)
     temp = cfg.logit_temperature
-    kwargs: dict[str, Any] = {
-        "attention_temperature": cfg.attention_temperature,
-        "word_temperature": cfg.word_temperature,
-        "agg": cfg.local_agg,
-        "chunk_size": chunk_size,
-        "recompute": recompute,
-    }
+    options: dict[str, Any] = {"chunk_size": chunk_size, "recompute": recompute}
     rank, size = world()
     if not gather or size == 1:
-        global_scores = temp * _cosine(image.embedding, text.embedding)  # [B, B]
-        local = temp * local_scores(image.regions, text.words, word_mask, **kwargs)  # [B, B]
+        global_scores = temp * cosine_matrix(image.embedding, text.embedding)  # [B, B]
+        local = default_local_similarity(image.regions, text.words, word_mask, cfg, **options)  # [B, B]
         g_rows, g_cols, l_rows, l_cols, offset = global_scores, global_scores, local, local, 0
     else:
         all_img = gather_with_grad(image.embedding)  # [NB, D]
@@ -147,10 +129,10 @@ def gathered_gloria_loss(
         all_regions = gather_with_grad(image.regions)  # [NB, D, h, w]
         all_words = gather_with_grad(text.words)  # [NB, D, T]
         all_mask = gather_no_grad(word_mask)  # [NB, T]
-        g_rows = temp * _cosine(image.embedding, all_txt)  # [B, NB]
-        g_cols = temp * _cosine(all_img, text.embedding)  # [NB, B]
-        l_rows = temp * local_scores(image.regions, all_words, all_mask, **kwargs)  # [B, NB]
-        l_cols = temp * local_scores(all_regions, text.words, word_mask, **kwargs)  # [NB, B]
+        g_rows = temp * cosine_matrix(image.embedding, all_txt)  # [B, NB]
+        g_cols = temp * cosine_matrix(all_img, text.embedding)  # [NB, B]
+        l_rows = default_local_similarity(image.regions, all_words, all_mask, cfg, **options)  # [B, NB]
+        l_cols = default_local_similarity(all_regions, text.words, word_mask, cfg, **options)  # [NB, B]
         offset = rank * B
     g_i2t, g_t2i = block_contrastive_terms(g_rows, g_cols, offset)
     l_i2t, l_t2i = block_contrastive_terms(l_rows, l_cols, offset)
