@@ -69,7 +69,7 @@ def release_loop_loss(x: dict[str, Tensor]) -> Tensor:
         sim = ((wd * wc).sum(1) / (wd.norm(dim=1) * wc.norm(dim=1)).clamp(min=1e-8)).view(B, n)
         cols.append(torch.log(torch.exp(CFG.word_temperature * sim).sum(dim=1, keepdim=True)))
     S = CFG.logit_temperature * torch.cat(cols, dim=1)
-    labels = torch.arange(B)
+    labels = torch.arange(B, device=S.device)
     local = F.cross_entropy(S, labels) + F.cross_entropy(S.t(), labels)
     img, txt = x["img"], x["txt"]
     norms = (img.norm(dim=1, keepdim=True) @ txt.norm(dim=1, keepdim=True).t()).clamp(min=1e-8)
@@ -78,7 +78,7 @@ def release_loop_loss(x: dict[str, Tensor]) -> Tensor:
 
 
 def our_loss(x: dict[str, Tensor], recompute: bool = False) -> Tensor:
-    mask = torch.arange(T).unsqueeze(0) <= x["counts"].unsqueeze(1)
+    mask = torch.arange(T, device=x["counts"].device).unsqueeze(0) <= x["counts"].unsqueeze(1)
     z = local_scores(
         x["regions"],
         x["words"],
@@ -88,7 +88,7 @@ def our_loss(x: dict[str, Tensor], recompute: bool = False) -> Tensor:
         recompute=recompute,
     )
     S = CFG.logit_temperature * z
-    labels = torch.arange(S.shape[0])
+    labels = torch.arange(S.shape[0], device=S.device)
     g0, g1 = global_loss_terms(x["img"], x["txt"], CFG.logit_temperature)
     return F.cross_entropy(S, labels) + F.cross_entropy(S.t(), labels) + g0 + g1
 

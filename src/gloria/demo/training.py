@@ -5,6 +5,7 @@ SynthCXR image-report CSV, and a short U-Net fine-tune on its SIIM-style masks.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,33 +60,46 @@ def pretrain_config(
     *,
     name: str = "pretrain",
     alignment: dict[str, float] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> ExperimentConfig:
-    """The pretraining experiment: the settings' preset, the filtered reports CSV and its split column."""
-    return experiment_from_dict(
-        {
-            "task": "pretrain",
-            "name": name,
-            "seed": seed,
-            "model": {"preset": settings.preset, "config": {"alignment": dict(alignment or {})}},
-            "data": {
-                "source": "image_report",
-                "root": str(synth_root / "CheXpert-v1.0"),
-                "train_csv": str(reports_csv.resolve()),
-                "image_root": "..",
-                "split_column": "Split",
-                "batch_size": settings.pretrain_batch_size,
-                "num_workers": 0,
-            },
-            "optim": {"lr": settings.pretrain_lr},
-            "scheduler": {"name": "none"},
-            "trainer": {
-                **_trainer(settings),
-                "max_epochs": settings.pretrain_epochs,
-                "gradient_clip_val": 0.25,
-            },
-            "snapshots": {"enabled": False},
-        }
-    )
+    """The pretraining experiment: the settings' preset, the filtered reports CSV and its split column.
+
+    ``overrides`` is merged key by key into the experiment dict (e.g. ``{"data": {"full_report": True}}``).
+    """
+    base = {
+        "task": "pretrain",
+        "name": name,
+        "seed": seed,
+        "model": {"preset": settings.preset, "config": {"alignment": dict(alignment or {})}},
+        "data": {
+            "source": "image_report",
+            "root": str(synth_root / "CheXpert-v1.0"),
+            "train_csv": str(reports_csv.resolve()),
+            "image_root": "..",
+            "split_column": "Split",
+            "batch_size": settings.pretrain_batch_size,
+            "num_workers": 0,
+        },
+        "optim": {"lr": settings.pretrain_lr},
+        "scheduler": {"name": "none"},
+        "trainer": {
+            **_trainer(settings),
+            "max_epochs": settings.pretrain_epochs,
+            "gradient_clip_val": 0.25,
+        },
+        "snapshots": {"enabled": False},
+    }
+    return experiment_from_dict(_merge(base, overrides or {}))
+
+
+def _merge(base: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def pretrain(cfg: ExperimentConfig, runs: Path) -> tuple[GLoRIA, dict[str, Any]]:

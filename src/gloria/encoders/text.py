@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, BertTokenizer
 
 from gloria.config import TextEncoderConfig
+from gloria.encoders.offline_models import install_hint, packaged_model_dir
 from gloria.encoders.wordpieces import WordPieceAggregator
 from gloria.types import TextFeatures
 
@@ -45,13 +46,18 @@ def _hub_cache_dir() -> str:
 
 
 def load_pretrained_text_model(name: str, *, allow_download: bool = False) -> tuple[BertModel, Any]:
-    """A Hugging Face model + tokenizer from a local directory or the local hub cache.
+    """A Hugging Face model + tokenizer from a local directory, an offline package carrying the hub id
+    (``gloria.encoders.offline_models``), or the local hub cache.
 
     The hub is only contacted when ``allow_download`` is true; otherwise a missing model raises
     ``FileNotFoundError`` saying what is missing and where to put it.
     """
     local_dir = Path(name).expanduser()
     is_dir = local_dir.is_dir()
+    packaged = None if is_dir else packaged_model_dir(name)
+    if packaged is not None:
+        log.info("text model %s read from its offline package: %s", name, packaged)
+        local_dir, is_dir = packaged, True
     source = str(local_dir) if is_dir else name
     local_only = is_dir or not allow_download
     try:
@@ -69,7 +75,7 @@ def load_pretrained_text_model(name: str, *, allow_download: bool = False) -> tu
             f"text model {name!r} is not available offline: it is neither a local directory nor in the "
             f"Hugging Face cache ({_hub_cache_dir()}). Download it once on a connected machine "
             f"(`huggingface-cli download {name}`) and copy the cache, or set the text model to a local "
-            "directory holding config.json, the weights and vocab.txt."
+            f"directory holding config.json, the weights and vocab.txt.{install_hint(name)}"
         ) from None
     return model, tokenizer
 
