@@ -9,7 +9,8 @@ runner (``gloria.demo.stages.pretrain_model``) and is scored by the demo's evalu
 accuracy on the 5x200-style set, image-to-text P@5 (global cosine and global + local), linear-probe AUROC
 at 1% and 100% of the labels, and the pointing game of the two-stage attention maps on held-out findings.
 The table goes to ``--write`` (docs/ablations.md) with the pretraining time and last training loss next to
-its chance level; ``<out>/ablation.json`` keeps every number.
+its chance level; ``<out>/ablation.json`` keeps every number, and a later call with the same data and base
+settings reuses the variants measured there (so the table can be completed in several calls).
 """
 
 from __future__ import annotations
@@ -36,45 +37,79 @@ log = logging.getLogger("pretrain_ablation")
 
 @dataclass(frozen=True)
 class Variant:
-    """One pretraining recipe: demo settings changes plus experiment-dict overrides."""
+    """One pretraining recipe, spelled out in full (it does not depend on the demo's current defaults)."""
 
     title: str
-    settings: dict[str, Any] = field(default_factory=dict)
-    overrides: dict[str, Any] = field(default_factory=dict)
+    preset: str = "small"
+    full_report: bool = False
+    lr: float = 5e-4
+    text_lr: float | None = None
+    epochs_factor: int = 1
     alignment: dict[str, float] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def settings(self, base: DemoSettings) -> DemoSettings:
+        return base.replace(
+            preset=self.preset,
+            full_report=self.full_report,
+            pretrain_lr=self.lr,
+            pretrain_text_lr=self.text_lr,
+            pretrain_epochs=base.pretrain_epochs * self.epochs_factor,
+        )
 
 
-REPORT = {"data": {"full_report": True}}
+FINE_GRID = {"model": {"config": {"transforms": {"imsize": 208, "crop_size": 192}}}}
 VARIANTS: dict[str, Variant] = {
     "small": Variant("`small`: 4-layer BERT from scratch, one sentence per step (the release)"),
-    "small_report": Variant("`small`, whole impression per step", overrides=REPORT),
+    "small_report": Variant("`small`, whole impression per step", full_report=True),
     "minilm": Variant(
-        "`minilm`: pretrained MiniLM, lower 4 of 6 layers frozen, one sentence per step",
-        settings={"preset": "minilm"},
+        "`minilm`: pretrained MiniLM (lower 4 of 6 layers frozen), one sentence", preset="minilm"
     ),
-    "minilm_report": Variant(
-        "`minilm`, whole impression per step", settings={"preset": "minilm"}, overrides=REPORT
+    "minilm_report": Variant("`minilm`, whole impression per step", preset="minilm", full_report=True),
+    "minilm_report_textlr": Variant(
+        "`minilm`, whole impression, text tower at lr 2e-5 (image tower 5e-4)",
+        preset="minilm",
+        full_report=True,
+        text_lr=2e-5,
+    ),
+    "minilm_report_textlr_lr1e-3": Variant(
+        "`minilm`, whole impression, text tower at lr 2e-5, image tower at 1e-3",
+        preset="minilm",
+        full_report=True,
+        lr=1e-3,
+        text_lr=2e-5,
+    ),
+    "minilm_report_lr1e-3": Variant(
+        "`minilm`, whole impression, lr 1e-3 for both towers", preset="minilm", full_report=True, lr=1e-3
+    ),
+    "minilm_report_unfrozen": Variant(
+        "`minilm`, whole impression, every MiniLM layer trained",
+        preset="minilm",
+        full_report=True,
+        overrides={"model": {"config": {"text": {"freeze_layers": 0}}}},
+    ),
+    "minilm_report_2x": Variant(
+        "`minilm`, whole impression, 2x the epochs", preset="minilm", full_report=True, epochs_factor=2
     ),
     "minilm_report_global": Variant(
         "`minilm`, whole impression, global loss only (ConVIRT-style)",
-        settings={"preset": "minilm"},
-        overrides=REPORT,
+        preset="minilm",
+        full_report=True,
         alignment={"local_weight": 0.0},
     ),
     "minilm_report_long": Variant(
-        "`minilm`, whole impression, 3x the epochs",
-        settings={"preset": "minilm", "epochs_factor": 3},
-        overrides=REPORT,
+        "`minilm`, whole impression, 3x the epochs", preset="minilm", full_report=True, epochs_factor=3
     ),
     "minilm_report_fine": Variant(
         "`minilm`, whole impression, finer local grid (12x12 regions: images upsampled to 208, 192-px crops)",
-        settings={"preset": "minilm"},
-        overrides={
-            **REPORT,
-            "model": {"config": {"transforms": {"imsize": 208, "crop_size": 192}}},
-        },
+        preset="minilm",
+        full_report=True,
+        overrides=FINE_GRID,
     ),
 }
+
+# what must match for rows of an earlier call to be reused: the data and the schedule, not the defaults
+SAME_RUN = ("n_images", "image_size", "pretrain_epochs", "pretrain_batch_size", "device")
 
 
 def metrics(results: dict[str, Any], name: str) -> dict[str, float]:
@@ -92,9 +127,7 @@ def metrics(results: dict[str, Any], name: str) -> dict[str, float]:
 
 
 def run_variant(base: DemoSettings, seed: int, out: Path, csv: Path, key: str, variant: Variant) -> dict:
-    changes = dict(variant.settings)
-    factor = int(changes.pop("epochs_factor", 1))
-    settings = base.replace(**changes, pretrain_epochs=base.pretrain_epochs * factor)
+    settings = variant.settings(base)
     run = DemoRun(settings, seed, out, "pretrain_ablation")
     S.prepare_pretraining(run)
     import lightning.pytorch as L
@@ -121,7 +154,7 @@ def run_variant(base: DemoSettings, seed: int, out: Path, csv: Path, key: str, v
     prior = {b: baselines[b]["pointing"] for b in ("random", "prior_class", "prior_class_side_level")}
     log.info("%s: %s", key, json.dumps(row))
     return {"row": row, "priors": prior, "settings": settings.to_dict(), "overrides": variant.overrides,
-            "alignment": variant.alignment}  # fmt: skip
+            "alignment": variant.alignment, "train_loss_curve": curve}  # fmt: skip
 
 
 def write_markdown(rows: dict[str, dict], path: Path, command: str, base: DemoSettings, seed: int) -> None:
@@ -132,9 +165,9 @@ def write_markdown(rows: dict[str, dict], path: Path, command: str, base: DemoSe
         "One change at a time, same SynthCXR set and seed, evaluated by the demo's stages (docs/demo.md). "
         f"Generated by `{command}`.",
         "",
-        f"Base settings: size `{base.name}`, {base.n_images} images at {base.image_size} px, "
-        f"{base.pretrain_epochs} epochs of batch {base.pretrain_batch_size}, lr {base.pretrain_lr:g}, "
-        f"device `{base.device}`, seed {seed}.",
+        f"Every variant: size `{base.name}`, {base.n_images} images at {base.image_size} px, "
+        f"{base.pretrain_epochs} epochs of batch {base.pretrain_batch_size} (unless the variant says more), "
+        f"Adam lr 5e-4 (unless it says otherwise), no schedule, device `{base.device}`, seed {seed}.",
         "",
         "Columns: zero-shot accuracy (5 classes, 5x200-style set, largest-class share 0.2); image-to-text "
         "P@5 (hit = same class; chance 0.2); linear-probe mean AUROC at 1% / 100% of the labels; pointing "
@@ -184,10 +217,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         S.stage_synth(data_run)
     csv = S.prepare_pretraining(data_run)
     rows: dict[str, dict] = {}
+    saved = out / "ablation.json"
+    if saved.exists():  # rows of an earlier call on the same data and base settings are kept, not rerun
+        earlier = json.loads(saved.read_text())
+        same = all(earlier.get("base", {}).get(k) == base.to_dict()[k] for k in SAME_RUN)
+        if same and earlier.get("seed") == args.seed:
+            rows = {k: v for k, v in earlier["rows"].items() if k in VARIANTS}
+            log.info("kept %d variant(s) measured earlier in %s: %s", len(rows), saved, sorted(rows))
     for key in args.variants:
+        if key in rows:
+            continue
         rows[key] = run_variant(base, args.seed, out, csv, key, VARIANTS[key])
-        (out / "ablation.json").write_text(json.dumps(rows, indent=2))
-        write_markdown(rows, Path(args.write), command.strip(), base, args.seed)
+        saved.write_text(json.dumps({"base": base.to_dict(), "seed": args.seed, "rows": rows}, indent=2))
+    ordered = {k: rows[k] for k in VARIANTS if k in rows}
+    write_markdown(ordered, Path(args.write), command.strip(), base, args.seed)
     log.info("wrote %s", args.write)
     return 0
 

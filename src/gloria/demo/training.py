@@ -79,8 +79,9 @@ def pretrain_config(
             "split_column": "Split",
             "batch_size": settings.pretrain_batch_size,
             "num_workers": 0,
+            "full_report": settings.full_report,
         },
-        "optim": {"lr": settings.pretrain_lr},
+        "optim": {"lr": settings.pretrain_lr, "text_lr": settings.pretrain_text_lr},
         "scheduler": {"name": "none"},
         "trainer": {
             **_trainer(settings),

@@ -89,6 +89,7 @@ class OptimSection:
     lr: float = 5e-5
     weight_decay: float = 1e-6
     betas: tuple[float, float] = (0.5, 0.999)
+    text_lr: float | None = None  # pretraining: the text tower's own rate (a pretrained BERT wants less)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ and ReduceLROnPlateau(0.5, patience 5) stepped once per validation (the release'
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -11,6 +12,8 @@ import torch
 from torch import nn
 
 from gloria.training.experiment import OptimSection, SchedulerSection
+
+log = logging.getLogger(__name__)
 
 
 def trainable(module: nn.Module) -> list[nn.Parameter]:
@@ -21,16 +24,38 @@ def trainable(module: nn.Module) -> list[nn.Parameter]:
     return params
 
 
-def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimSection) -> torch.optim.Optimizer:
-    """Adam/AdamW with ``cfg.lr``, ``cfg.weight_decay`` and ``cfg.betas``."""
+def build_optimizer(
+    params: Iterable[nn.Parameter] | list[dict[str, Any]], cfg: OptimSection
+) -> torch.optim.Optimizer:
+    """Adam/AdamW with ``cfg.lr``, ``cfg.weight_decay`` and ``cfg.betas`` (parameter groups may set their
+    own ``lr``)."""
     cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
-    return cls(list(params), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    groups: list[Any] = list(params)
+    return cls(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+
+
+def parameter_groups(module: nn.Module, optim: OptimSection) -> list[nn.Parameter] | list[dict[str, Any]]:
+    """The trainable parameters; with ``optim.text_lr`` two groups: the text tower (``module.text_encoder``)
+    at ``text_lr`` and everything else at ``lr``."""
+    params = trainable(module)
+    text = getattr(module, "text_encoder", None)
+    if optim.text_lr is None:
+        return params
+    if not isinstance(text, nn.Module):
+        log.warning("optim.text_lr=%g ignored: %s has no text tower", optim.text_lr, type(module).__name__)
+        return params
+    text_ids = {id(p) for p in text.parameters()}
+    groups = [
+        {"params": [p for p in params if id(p) not in text_ids], "lr": optim.lr},
+        {"params": [p for p in params if id(p) in text_ids], "lr": optim.text_lr},
+    ]
+    return [g for g in groups if g["params"]]
 
 
 def optimizer_config(module: nn.Module, optim: OptimSection, scheduler: SchedulerSection) -> dict[str, Any]:
     """Lightning's ``configure_optimizers`` answer: the optimiser and, unless disabled, the plateau schedule
     stepped after every validation on ``scheduler.monitor`` (by ``callbacks.PlateauOnValidation``)."""
-    optimizer = build_optimizer(trainable(module), optim)
+    optimizer = build_optimizer(parameter_groups(module, optim), optim)
     if scheduler.name == "none":
         return {"optimizer": optimizer}
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
