@@ -91,6 +91,13 @@ VARIANTS: dict[str, Variant] = {
     "minilm_report_2x": Variant(
         "`minilm`, whole impression, 2x the epochs", preset="minilm", full_report=True, epochs_factor=2
     ),
+    "minilm_report_norm": Variant(
+        "`minilm`, whole impression, unit-length regions and words scaled to 10 x cosine before the word "
+        "softmax (`alignment.local_feature_scale: 10`)",
+        preset="minilm",
+        full_report=True,
+        alignment={"local_feature_scale": 10.0},
+    ),
     "minilm_report_global": Variant(
         "`minilm`, whole impression, global loss only (ConVIRT-style)",
         preset="minilm",

@@ -177,3 +177,34 @@ def test_wrong_inputs_raise(tiny_model: GLoRIA) -> None:
         tiny_model.calc_loss(
             torch.zeros(2, 32, 4, 4), torch.zeros(2, 32), torch.zeros(2, 32, 8), torch.zeros(2, 32), [[]]
         )
+
+
+def test_local_feature_scale_feeds_the_word_softmax_scaled_cosines(tiny_config) -> None:
+    """``alignment.local_feature_scale`` s: regions and words become unit vectors times sqrt(s) (padding
+    slots stay zero), so region . word = s x cosine; the global vectors are untouched."""
+    from gloria.alignment.attention import two_stage_attention
+
+    torch.manual_seed(0)
+    raw = GLoRIA(tiny_config).eval()
+    scaled = GLoRIA(tiny_config.replace(alignment__local_feature_scale=9.0)).eval()
+    scaled.load_state_dict(raw.state_dict())
+    images = torch.randn(2, 3, 64, 64)
+    tokens = raw.process_text(["small left pleural effusion", "heart size is enlarged with edema"], "cpu")
+    with torch.no_grad():
+        a_img, b_img = raw.encode_images(images), scaled.encode_images(images)
+        a_txt, b_txt = raw.encode_texts(tokens), scaled.encode_texts(tokens)
+    torch.testing.assert_close(b_img.embedding, a_img.embedding)
+    torch.testing.assert_close(b_txt.embedding, a_txt.embedding)
+    torch.testing.assert_close(b_img.regions.norm(dim=1), torch.full((2, 4, 4), 3.0))
+    norms = b_txt.words.norm(dim=1)
+    torch.testing.assert_close(norms[b_txt.word_mask], torch.full_like(norms[b_txt.word_mask], 3.0))
+    cos = torch.nn.functional.cosine_similarity(
+        a_img.regions.flatten(2)[0].unsqueeze(2), a_txt.words[0].unsqueeze(1), dim=0
+    )  # [R, T]
+    dots = torch.einsum("dr,dt->rt", b_img.regions.flatten(2)[0], b_txt.words[0])
+    keep = b_txt.word_mask[0]
+    torch.testing.assert_close(dots[:, keep], 9.0 * cos[:, keep])
+    _, attention = two_stage_attention(b_txt.words, b_img.regions, b_txt.word_mask, 4.0)
+    assert torch.isfinite(attention).all()
+    with pytest.raises(ValueError, match="local_feature_scale must be > 0"):
+        tiny_config.replace(alignment__local_feature_scale=0.0)

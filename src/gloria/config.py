@@ -66,6 +66,14 @@ class AlignmentConfig:
     local_agg: LocalAggregation = "sum"
     local_weight: float = 1.0
     global_weight: float = 1.0
+    # not in the release: L2-normalise regions and word vectors and scale each by sqrt(s), so the first
+    # (word) softmax sees s x cosine instead of raw dot products that saturate it (None: the release)
+    local_feature_scale: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.local_feature_scale is not None and not self.local_feature_scale > 0:
+            value = self.local_feature_scale
+            raise ValueError(f"alignment.local_feature_scale must be > 0 or null, got {value}")
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,16 @@ State-dict keys equal the release's without the ``gloria.`` prefix (``img_encode
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gloria.config import AlignmentConfig, GloriaConfig
@@ -58,14 +61,31 @@ class GLoRIA(nn.Module):
 
     def encode_images(self, images: Tensor) -> ImageFeatures:
         """images [B, 3, H, W] -> ImageFeatures(regions [B, D, h, w], embedding [B, D])."""
-        return self.img_encoder(images)
+        features = self.img_encoder(images)
+        if self.alignment.local_feature_scale is None:
+            return features
+        return dataclasses.replace(features, regions=self._scaled_local(features.regions))
 
     def encode_texts(self, batch: Mapping[str, Any]) -> TextFeatures:
         """``batch`` with ``caption_ids``, ``attention_mask``, ``token_type_ids`` [K, T] -> TextFeatures."""
         for key in TEXT_KEYS[:2]:
             if key not in batch:
                 raise ValueError(f"text batch is missing key {key!r}; it has {sorted(batch)}")
-        return self.text_encoder(batch["caption_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        return self._text_features(batch["caption_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+
+    def _text_features(
+        self, ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None
+    ) -> TextFeatures:
+        features = self.text_encoder(ids, attention_mask, token_type_ids)
+        if self.alignment.local_feature_scale is None:
+            return features
+        return dataclasses.replace(features, words=self._scaled_local(features.words))
+
+    def _scaled_local(self, local: Tensor) -> Tensor:
+        """``alignment.local_feature_scale`` s: unit vectors along dim 1 times sqrt(s) (zero slots stay 0)."""
+        scale = self.alignment.local_feature_scale
+        assert scale is not None
+        return F.normalize(local, dim=1) * math.sqrt(scale)
 
     def compute_losses(
         self, image: ImageFeatures, text: TextFeatures, *, legacy_word_counts: bool = False
@@ -174,7 +194,7 @@ class GLoRIA(nn.Module):
         self, caption_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None
     ) -> tuple[Tensor, Tensor, list[list[str]]]:
         """ids [K, T] -> (text_emb_l [K, D, T], text_emb_g [K, D], sents: T word strings per text)."""
-        features = self.text_encoder(caption_ids, attention_mask, token_type_ids)
+        features = self._text_features(caption_ids, attention_mask, token_type_ids)
         return features.words, features.embedding, features.word_strings
 
     def forward(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor, Tensor, Tensor, list[list[str]]]:
