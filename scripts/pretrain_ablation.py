@@ -164,7 +164,9 @@ def run_variant(base: DemoSettings, seed: int, out: Path, csv: Path, key: str, v
             "alignment": variant.alignment, "train_loss_curve": curve}  # fmt: skip
 
 
-def write_markdown(rows: dict[str, dict], path: Path, command: str, base: DemoSettings, seed: int) -> None:
+def write_markdown(
+    rows: dict[str, dict], path: Path, command: str, base: DemoSettings, seed: int, chance: dict[str, float]
+) -> None:
     metric_names = list(next(iter(rows.values()))["row"])
     lines = [
         "# What makes pretraining learn on SynthCXR",
@@ -176,10 +178,13 @@ def write_markdown(rows: dict[str, dict], path: Path, command: str, base: DemoSe
         f"{base.pretrain_epochs} epochs of batch {base.pretrain_batch_size} (unless the variant says more), "
         f"Adam lr 5e-4 (unless it says otherwise), no schedule, device `{base.device}`, seed {seed}.",
         "",
-        "Columns: zero-shot accuracy (5 classes, 5x200-style set, largest-class share 0.2); image-to-text "
-        "P@5 (hit = same class; chance 0.2); linear-probe mean AUROC at 1% / 100% of the labels; pointing "
+        "Columns: zero-shot accuracy (5 classes, 5x200-style set, largest-class share "
+        f"{chance['zero_shot']:.3f}); image-to-text P@5 (hit = same class; chance "
+        f"{chance['retrieval']:.3f}); "
+        "linear-probe mean AUROC at 1% / 10% / 100% of the labels; pointing "
         "game of the two-stage attention map (and within one region); last-10% training loss over its "
-        "chance level (1 = uniform scores); pretraining seconds and optimiser steps.",
+        "chance level (1 = uniform scores); pretraining wall seconds (on a shared machine: rough) and "
+        "optimiser steps.",
         "",
         "| variant | " + " | ".join(metric_names) + " |",
         "|---|" + "---|" * len(metric_names),
@@ -237,7 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows[key] = run_variant(base, args.seed, out, csv, key, VARIANTS[key])
         saved.write_text(json.dumps({"base": base.to_dict(), "seed": args.seed, "rows": rows}, indent=2))
     ordered = {k: rows[k] for k in VARIANTS if k in rows}
-    write_markdown(ordered, Path(args.write), command.strip(), base, args.seed)
+    assert data_run.eval_set is not None
+    largest, same_class = S.chance_levels(data_run.eval_set.tasks)
+    chance = {"zero_shot": largest, "retrieval": same_class}
+    write_markdown(ordered, Path(args.write), command.strip(), base, args.seed, chance)
     log.info("wrote %s", args.write)
     return 0
 

@@ -121,12 +121,19 @@ def stage_pretrain(run: DemoRun) -> None:
     }
     sec = run.section("pretrain")
     sec.heading("2. GLoRIA pretraining")
+    text_tower = (
+        "a text tower built from scratch"
+        if model.config.text.bert_config is not None
+        else f"the pretrained text tower `{model.config.text.model}`"
+    )
+    per_step = "the whole impression" if s.full_report else "one sentence of the impression"
+    text_lr = f", text tower lr {s.pretrain_text_lr:g}" if s.pretrain_text_lr is not None else ""
     sec.text(
-        f"Preset `{s.preset}` trained from scratch with `gloria.training.runner` on the image-report CSV "
-        f"({res.get('data', {}).get('train_rows')} training pairs, 5x200 studies removed), "
-        f"{s.pretrain_epochs} epochs of batch {s.pretrain_batch_size}, lr {s.pretrain_lr:g}; "
-        f"best validation loss {_num(res.get('best_score'))}. "
-        "'Random init' below is this model before training."
+        f"Preset `{s.preset}` (image tower from scratch, {text_tower}) trained with "
+        f"`gloria.training.runner` on the image-report CSV ({res.get('data', {}).get('train_rows')} training "
+        f"pairs, 5x200 studies removed, {per_step} per step), {s.pretrain_epochs} epochs of batch "
+        f"{s.pretrain_batch_size}, lr {s.pretrain_lr:g}{text_lr}; best validation loss "
+        f"{_num(res.get('best_score'))}. 'Random init' below is this model before training."
     )
     if curve:
         # uniform scores: each of the (global, local) x (image->text, text->image) terms is ln(batch)
@@ -147,7 +154,7 @@ def _embeddings(run: DemoRun, name: str) -> E.ImageEmbeddings:
     return run.embeddings[name]
 
 
-def _chance(tasks: list[str]) -> tuple[float, float]:
+def chance_levels(tasks: list[str]) -> tuple[float, float]:
     """(largest class share, expected same-class share of a random candidate)."""
     _, counts = np.unique(tasks, return_counts=True)
     shares = counts / counts.sum()
@@ -159,7 +166,7 @@ def stage_zero_shot(run: DemoRun) -> None:
     assert run.eval_set is not None
     classes = sorted(set(run.eval_set.tasks))
     chosen = choose_prompts(classes, corpus_vocabulary(run.train_reports), n=s.n_prompts, seed=run.seed)
-    chance, _ = _chance(run.eval_set.tasks)
+    chance, _ = chance_levels(run.eval_set.tasks)
     out: dict[str, Any] = {"prompts": chosen.prompts, "prompt_source": chosen.source,
                            "release_prompts_fitting": chosen.fitting, "chance": chance}  # fmt: skip
     sec = run.section("zero_shot")
@@ -191,7 +198,7 @@ def stage_zero_shot(run: DemoRun) -> None:
 def stage_retrieval(run: DemoRun) -> None:
     s = run.settings
     assert run.eval_set is not None
-    _, chance = _chance(run.eval_set.tasks)
+    _, chance = chance_levels(run.eval_set.tasks)
     sec = run.section("retrieval")
     sec.heading("4. Retrieval on the 5x200-style set")
     sec.text("Queries: each image (or its report impression); a hit is a candidate of the same class.")
