@@ -54,6 +54,7 @@ class Variant:
             full_report=self.full_report,
             pretrain_lr=self.lr,
             pretrain_text_lr=self.text_lr,
+            local_feature_scale=None,  # the variants set it through ``alignment``
             pretrain_epochs=base.pretrain_epochs * self.epochs_factor,
         )
 

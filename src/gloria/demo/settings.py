@@ -27,6 +27,7 @@ class DemoSettings:
     pretrain_lr: float
     pretrain_text_lr: float | None = None  # the text tower's own rate (None: pretrain_lr)
     full_report: bool = False  # whole impression per step (False: one sentence per step, the release)
+    local_feature_scale: float | None = None  # alignment.local_feature_scale (None: the release's maths)
     probe_fractions: tuple[float, ...] = (0.01, 0.1, 1.0)
     seg_steps: int = 20  # U-Net fine-tune steps per encoder (pretrained, random)
     seg_batch_size: int = 8
@@ -73,7 +74,8 @@ SIZES: dict[str, DemoSettings] = {
         seg_steps=12,
     ),
     # ``gloria demo``: about ten minutes on 2 CPU cores. The recipe is the one of docs/ablations.md whose
-    # loss leaves its chance level in this budget: pretrained MiniLM text tower, whole impression per step.
+    # loss leaves its chance level fastest: pretrained MiniLM text tower, whole impression per step, local
+    # features as scaled cosines (alignment.local_feature_scale).
     "default": DemoSettings(
         name="default",
         n_images=1500,
@@ -83,6 +85,7 @@ SIZES: dict[str, DemoSettings] = {
         pretrain_batch_size=32,
         pretrain_lr=5e-4,
         full_report=True,
+        local_feature_scale=10.0,
         seg_steps=30,
     ),
 }

@@ -128,6 +128,8 @@ def stage_pretrain(run: DemoRun) -> None:
     )
     per_step = "the whole impression" if s.full_report else "one sentence of the impression"
     text_lr = f", text tower lr {s.pretrain_text_lr:g}" if s.pretrain_text_lr is not None else ""
+    if s.local_feature_scale is not None:
+        text_lr += f", local features as {s.local_feature_scale:g} x cosine (`alignment.local_feature_scale`)"
     sec.text(
         f"Preset `{s.preset}` (image tower from scratch, {text_tower}) trained with "
         f"`gloria.training.runner` on the image-report CSV ({res.get('data', {}).get('train_rows')} training "

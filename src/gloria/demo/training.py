@@ -70,7 +70,7 @@ def pretrain_config(
         "task": "pretrain",
         "name": name,
         "seed": seed,
-        "model": {"preset": settings.preset, "config": {"alignment": dict(alignment or {})}},
+        "model": {"preset": settings.preset, "config": {"alignment": _alignment(settings, alignment)}},
         "data": {
             "source": "image_report",
             "root": str(synth_root / "CheXpert-v1.0"),
@@ -91,6 +91,14 @@ def pretrain_config(
         "snapshots": {"enabled": False},
     }
     return experiment_from_dict(_merge(base, overrides or {}))
+
+
+def _alignment(settings: DemoSettings, alignment: dict[str, float] | None) -> dict[str, float]:
+    """The settings' ``local_feature_scale`` (when set) under the given alignment keys."""
+    out = dict(alignment or {})
+    if settings.local_feature_scale is not None:
+        out.setdefault("local_feature_scale", settings.local_feature_scale)
+    return out
 
 
 def _merge(base: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
