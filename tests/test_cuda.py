@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as L
 import pytest
 import torch
 
@@ -18,7 +17,7 @@ from gloria.model import GLoRIA
 from gloria.training import runner
 from gloria.training.distributed import gathered_gloria_loss
 from gloria.training.experiment import load_experiment
-from support.training_runs import config_path, synth_root
+from support.training_runs import InterruptAtEpoch, config_path, synth_root
 
 __all__ = ["synth_root"]
 pytestmark = [
@@ -77,15 +76,6 @@ def test_mixed_precision_loss_on_cuda_is_close_to_float32(dtype: torch.dtype) ->
         assert float(half[key]) == pytest.approx(float(full[key]), rel=0.05)
 
 
-class _InterruptAtEpoch(L.Callback):
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.current_epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
 @pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
 def test_pretraining_on_the_gpu_resumes_exactly(
     synth_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, precision: str
@@ -103,7 +93,7 @@ def test_pretraining_on_the_gpu_resumes_exactly(
 
     def with_interrupt(*args: Any, **kwargs: Any) -> Any:
         trainer, checkpoint, history, snapshots = build(*args, **kwargs)
-        trainer.callbacks.append(_InterruptAtEpoch(2))
+        trainer.callbacks.append(InterruptAtEpoch(2))
         return trainer, checkpoint, history, snapshots
 
     monkeypatch.setattr(runner, "build_trainer", with_interrupt)

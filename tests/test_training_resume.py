@@ -5,28 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning.pytorch as L
 import pytest
 import torch
 
 from gloria.training import runner
 from gloria.training.callbacks import BatchSeed, PlateauOnValidation
 from gloria.training.experiment import load_experiment
-from support.training_runs import FAST, config_path, one_thread, synth_root
+from support.training_runs import FAST, InterruptAtEpoch, config_path, one_thread, synth_root
 
 __all__ = ["one_thread", "synth_root"]
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-class InterruptAtEpoch(L.Callback):
-    """Raises KeyboardInterrupt at the start of ``epoch`` (what Ctrl-C or a pre-empted job does)."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.current_epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def _config(synth_root: Path):

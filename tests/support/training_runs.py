@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning.pytorch as L
 import pytest
 import torch
 
@@ -45,3 +46,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+class InterruptAtEpoch(L.Callback):
+    """Raises KeyboardInterrupt at the start of ``epoch`` (what Ctrl-C or a pre-empted job does)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise KeyboardInterrupt

@@ -70,21 +70,16 @@ def run(args: argparse.Namespace) -> int:
         log.warning(
             "dropped K values larger than the %d candidates: %s", len(labels), sorted(set(args.ks) - set(ks))
         )
-    results = []
-    for direction in args.direction:
-        for similarity in args.similarity:
-            res = R.evaluate_retrieval(
-                inputs,
-                labels,
-                labels,
-                direction=direction,
-                similarity=similarity,
-                alignment=model.config.alignment,
-                ks=ks,
-                chunk_size=args.chunk_size,
-                progress=True,
-            )
-            results.append(res.as_dict())
+    results = R.evaluate_grid(
+        inputs,
+        labels,
+        directions=args.direction,
+        similarities=args.similarity,
+        alignment=model.config.alignment,
+        ks=ks,
+        chunk_size=args.chunk_size,
+        progress=True,
+    )
     counts = Counter(labels)
     chance = sum(c * c for c in counts.values()) / len(labels) ** 2
     report = Report("Retrieval", Path(args.out))

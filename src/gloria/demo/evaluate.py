@@ -89,20 +89,14 @@ def retrieval(
     inputs = R.RetrievalInputs.from_features(images.features(), texts)
     labels = np.array([sorted(set(data.tasks)).index(t) for t in data.tasks])
     usable = tuple(k for k in ks if k <= len(labels))
-    rows = []
-    for direction in R.DIRECTIONS:
-        for similarity in ("global", "both"):
-            result = R.evaluate_retrieval(
-                inputs,
-                labels,
-                labels,
-                direction=direction,
-                similarity=similarity,
-                alignment=model.config.alignment,
-                ks=usable,
-            )
-            rows.append(result.as_dict())
-    return rows
+    return R.evaluate_grid(
+        inputs,
+        labels,
+        directions=R.DIRECTIONS,
+        similarities=("global", "both"),
+        alignment=model.config.alignment,
+        ks=usable,
+    )
 
 
 def grounding_cases(synth_root: Path) -> list[G.GroundingCase]:

@@ -162,3 +162,33 @@ def evaluate_retrieval(
     precision = {int(k): float(hits_sum[i] / n_queries) for i, k in enumerate(ks)}
     log.info("%s %s: %s", direction, similarity, precision)
     return RetrievalResult(direction, similarity, precision, n_queries, int(cand_lab.shape[0]))
+
+
+def evaluate_grid(
+    inputs: RetrievalInputs,
+    labels: ArrayLike,
+    *,
+    directions: Sequence[Direction],
+    similarities: Sequence[Similarity],
+    alignment: AlignmentConfig,
+    ks: Sequence[int],
+    chunk_size: int = 1024,
+    progress: bool = False,
+) -> list[dict[str, object]]:
+    """``evaluate_retrieval`` for every direction x similarity on one labelled set (row i of the images
+    and of the texts share ``labels[i]``); one ``RetrievalResult.as_dict()`` per pair, in that order."""
+    return [
+        evaluate_retrieval(
+            inputs,
+            labels,
+            labels,
+            direction=direction,
+            similarity=similarity,
+            alignment=alignment,
+            ks=ks,
+            chunk_size=chunk_size,
+            progress=progress,
+        ).as_dict()
+        for direction in directions
+        for similarity in similarities
+    ]
