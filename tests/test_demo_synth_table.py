@@ -20,7 +20,7 @@ def load_script() -> ModuleType:
 
 def seed_table(pointing: float, probe: float) -> dict[str, dict[str, float]]:
     models = {
-        m: {"pointing": pointing * (m == "gloria"), "probe AUROC 1%": probe, "seg Dice": 0.1}
+        m: {"pointing": pointing * (m == "gloria"), "probe AUROC 1%": probe, "seg Dice 100%": 0.1}
         for m in ("gloria", "global_only", "local_only", "random_init")
     }
     priors = {b: {"pointing": 0.3, "pointing (1-region tol.)": 0.6} for b in ("random", "prior_class")}
@@ -28,7 +28,7 @@ def seed_table(pointing: float, probe: float) -> dict[str, dict[str, float]]:
         **models,
         **priors,
         "prior_class_side_level": {"pointing": 0.4, "pointing (1-region tol.)": 0.8},
-        "empty_mask": {"seg Dice": 0.9},
+        "empty_mask": {"seg Dice 100%": 0.9},
     }
 
 

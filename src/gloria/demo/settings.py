@@ -29,7 +29,8 @@ class DemoSettings:
     full_report: bool = False  # whole impression per step (False: one sentence per step, the release)
     local_feature_scale: float | None = None  # alignment.local_feature_scale (None: the release's maths)
     probe_fractions: tuple[float, ...] = (0.01, 0.1, 1.0)
-    seg_steps: int = 20  # U-Net fine-tune steps per encoder (pretrained, random)
+    seg_steps: int = 20  # U-Net fine-tune steps per encoder (pretrained, random) and label fraction
+    seg_fractions: tuple[float, ...] = (1.0,)  # shares of the segmentation training images
     seg_batch_size: int = 8
     seg_lr: float = 5e-4
     n_prompts: int = 5  # prompts per class for zero-shot

@@ -256,14 +256,23 @@ def stage_probe(run: DemoRun) -> None:
 def stage_segmentation(run: DemoRun) -> None:
     s = run.settings
     out: dict[str, Any] = {}
+    runs = run.out / "runs"
     for name in run.models:
         checkpoint = run.checkpoints.get(name)
-        cfg = training.segmentation_config(s, run.synth_root, checkpoint, run.seed, f"segmentation_{name}")
-        runs = run.out / "runs"
-        if (runs / cfg.name).exists():
-            shutil.rmtree(runs / cfg.name)
-        res = training.segment(cfg, runs)
-        out[name] = {k: res.get(k) for k in ("data", "global_step", "train_loss_curve", "test_metrics")}
+        by_fraction: dict[str, Any] = {}
+        for fraction in s.seg_fractions:
+            suffix = "" if fraction == 1.0 else f"_{100 * fraction:g}pct"
+            cfg = training.segmentation_config(
+                s, run.synth_root, checkpoint, run.seed, f"segmentation_{name}{suffix}"
+            ).replace([f"data.train_pct={fraction}"])
+            if (runs / cfg.name).exists():
+                shutil.rmtree(runs / cfg.name)
+            res = training.segment(cfg, runs)
+            by_fraction[f"{fraction:g}"] = {
+                k: res.get(k) for k in ("data", "global_step", "train_loss_curve", "test_metrics")
+            }
+        # the whole training set's run is the model's headline entry; every fraction is under by_fraction
+        out[name] = {**by_fraction.get("1", next(iter(by_fraction.values()))), "by_fraction": by_fraction}
     empty = training.empty_test_share(run.synth_root)
     out["empty_prediction_dice"] = empty
     run.results["segmentation"] = out
@@ -271,7 +280,13 @@ def stage_segmentation(run: DemoRun) -> None:
     sec.heading("6. Segmentation (SIIM-style pneumothorax masks)")
     sec.text(
         f"U-Net whose encoder is the GLoRIA image trunk, {s.seg_steps} steps of batch {s.seg_batch_size} "
-        "on the balanced training split (runner, best validation Dice), Dice on the test split. Dice is "
+        "on the balanced training split"
+        + (
+            f" (label fractions {', '.join(f'{100 * f:g}%' for f in s.seg_fractions)})"
+            if s.seg_fractions != (1.0,)
+            else ""
+        )
+        + " (runner, best validation Dice), Dice on the test split. Dice is "
         "per image at 0.5; an image without pneumothorax scores 1 if the prediction is empty, else 0, so "
         f"predicting nothing anywhere scores {empty:.3f} (the share of such test images)."
     )
