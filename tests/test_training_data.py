@@ -132,3 +132,24 @@ def test_resume_flag_does_not_swallow_an_override(tmp_path: Path, caplog) -> Non
     cfg = str(config_path("synth_pretrain_tiny.yaml"))
     rc, text = _run(["-c", cfg, "--out", str(tmp_path), "--resume", "trainer.max_epochs=two"], caplog)
     assert rc == 1 and "trainer.max_epochs" in text  # parsed as an override, not as a checkpoint path
+
+
+def test_subsample_checksum_does_not_depend_on_where_the_data_lies(tmp_path: Path) -> None:
+    """The same data set copied to another folder gives the same ``train_ids_sha256`` (ids are relative to
+    ``data.root``), so two runs can be compared across machines."""
+    import shutil
+
+    from gloria.data.synth.config import SynthConfig
+    from gloria.data.synth.generate import generate
+
+    first = tmp_path / "a"
+    generate(first, 12, seed=0, config=SynthConfig(size=32), progress=False)
+    shutil.copytree(first, tmp_path / "b")
+    infos = []
+    for folder in ("a", "b"):
+        cfg = DataSection(
+            source="image_report", root=str(tmp_path / folder / "CheXpert-v1.0"),
+            train_csv="master_updated.csv", image_root="..", split_column="Split", train_pct=0.5,
+        )  # fmt: skip
+        infos.append(load_split_records(cfg, seed=3).info)
+    assert infos[0]["train_ids_sha256"] == infos[1]["train_ids_sha256"]

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +162,14 @@ def _siim(cfg: DataSection) -> dict[str, list[SegmentationRecord]]:
     return _by_split(records, [r.split for r in records])
 
 
+def _portable_id(path_or_index: object, root: str) -> str:
+    """A record's id for the subsample checksum: its path relative to ``data.root`` (so the same data in
+    another folder or on another machine gives the same checksum), or its index."""
+    if not isinstance(path_or_index, Path) or not root:
+        return str(path_or_index)
+    return os.path.relpath(os.path.abspath(path_or_index), os.path.abspath(Path(root).expanduser()))
+
+
 def load_split_records(cfg: DataSection, *, seed: int) -> SplitRecords:
     """Records of train/valid/test for ``cfg.source``, train subsampled to ``cfg.train_pct`` with ``seed``.
 
@@ -180,7 +189,7 @@ def load_split_records(cfg: DataSection, *, seed: int) -> SplitRecords:
             raise ValueError(f"data source {cfg.source!r} under {cfg.root!r} has no {name!r} rows")
     full_train = len(splits["train"])
     train, kept = subsample(splits["train"], cfg.train_pct, seed)
-    ids = [str(getattr(r, "path", i)) for i, r in zip(kept, train)]
+    ids = [_portable_id(getattr(r, "path", i), cfg.root) for i, r in zip(kept, train)]
     info = {
         "source": cfg.source,
         "train_pct": cfg.train_pct,
