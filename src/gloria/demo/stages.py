@@ -127,14 +127,14 @@ def stage_pretrain(run: DemoRun) -> None:
         else f"the pretrained text tower `{model.config.text.model}`"
     )
     per_step = "the whole impression" if s.full_report else "one sentence of the impression"
-    text_lr = f", text tower lr {s.pretrain_text_lr:g}" if s.pretrain_text_lr is not None else ""
+    extras = f", text tower lr {s.pretrain_text_lr:g}" if s.pretrain_text_lr is not None else ""
     if s.local_feature_scale is not None:
-        text_lr += f", local features as {s.local_feature_scale:g} x cosine (`alignment.local_feature_scale`)"
+        extras += f", local features as {s.local_feature_scale:g} x cosine (`alignment.local_feature_scale`)"
     sec.text(
         f"Preset `{s.preset}` (image tower from scratch, {text_tower}) trained with "
         f"`gloria.training.runner` on the image-report CSV ({res.get('data', {}).get('train_rows')} training "
         f"pairs, 5x200 studies removed, {per_step} per step), {s.pretrain_epochs} epochs of batch "
-        f"{s.pretrain_batch_size}, lr {s.pretrain_lr:g}{text_lr}; best validation loss "
+        f"{s.pretrain_batch_size}, lr {s.pretrain_lr:g}{extras}; best validation loss "
         f"{_num(res.get('best_score'))}. 'Random init' below is this model before training."
     )
     if curve:
