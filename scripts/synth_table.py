@@ -159,6 +159,15 @@ def findings(agg: dict[str, dict[str, tuple[float, float]]]) -> list[str]:
         f"{'above' if g > c else 'not above'} global-only and {'above' if g > best_prior else 'not above'} "
         "the best prior."
     )
+    seg = [k for k in agg.get("gloria", {}) if k.startswith("seg Dice")]
+    if seg and "empty_mask" in agg:
+        best = max(((m, k) for m in VARIANTS if m in agg for k in seg), key=lambda mk: get(*mk))
+        empty = get("empty_mask", seg[-1])
+        lines.append(
+            f"Segmentation: the best Dice is {get(*best):.3f} ({TITLES[best[0]]}, {best[1]}); predicting "
+            f"no mask anywhere scores {empty:.3f}, so {'a' if get(*best) > empty else 'no'} pretrained "
+            "encoder's U-Net beats it."
+        )
     low = next((k for k in agg.get("gloria", {}) if k.startswith("probe AUROC")), None)
     if low:
         gl, cl = get("gloria", low), get("global_only", low)
@@ -199,8 +208,8 @@ def write_markdown(
             f"**Reduced run**: {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), size `{size}` "
             f"({settings.n_images} images at {settings.image_size} px, preset `{settings.preset}`, "
             f"{settings.pretrain_epochs} pretraining epochs). The full table is "
-            "`python scripts/synth_table.py --threads 1` (3 seeds, size `default`, about an hour on 2 CPU "
-            "cores).",
+            "`python scripts/synth_table.py --threads 1` (3 seeds, size `default`, about an hour per seed "
+            "on 2 CPU cores).",
             "",
         ]
     lines += [
@@ -239,9 +248,9 @@ def write_markdown(
         "",
         *(f"- {line}" for line in findings(agg)),
         "",
-        "Where every objective sits next to the random initialisation, pretraining has not learned an "
-        "image-text alignment at this size: compare each run's pretraining loss with its chance level "
-        "(`gloria demo` reports both; docs/demo.md).",
+        "Where an objective sits next to its random initialisation, it has not learned an image-text "
+        "alignment at this size: compare each run's pretraining loss with its chance level (`gloria demo` "
+        "reports both; docs/demo.md). How the recipe of the preset was chosen: docs/ablations.md.",
         "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
