@@ -3,23 +3,10 @@ statements computed from it."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 from gloria.demo.settings import SIZES
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pretrain_ablation.py"
-
-
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pretrain_ablation", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+from support.scripts import load_script
 
 
 def row(zero_shot: float, p5: float, pointing: float, loss: float) -> dict:
@@ -30,7 +17,7 @@ def row(zero_shot: float, p5: float, pointing: float, loss: float) -> dict:
 
 
 def test_variants_do_not_depend_on_the_demo_defaults() -> None:
-    st = load_script()
+    st = load_script("pretrain_ablation")
     base = SIZES["default"].replace(pretrain_epochs=st.BASE_EPOCHS)
     small = st.VARIANTS["small"].settings(base)
     assert (small.preset, small.full_report, small.pretrain_lr, small.local_feature_scale) == (
@@ -44,7 +31,7 @@ def test_variants_do_not_depend_on_the_demo_defaults() -> None:
 
 
 def test_table_and_findings(tmp_path: Path) -> None:
-    st = load_script()
+    st = load_script("pretrain_ablation")
     rows = {"small": row(0.2, 0.21, 0.0, 1.0), "minilm_report_norm": row(0.4, 0.3, 0.1, 0.7)}
     out = tmp_path / "ablations.md"
     base = SIZES["default"].replace(pretrain_epochs=4)

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
-from types import ModuleType
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "synth_table.py"
-
-
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("synth_table", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from support.scripts import load_script
 
 
 def seed_table(pointing: float, probe: float) -> dict[str, dict[str, float]]:
@@ -33,7 +23,7 @@ def seed_table(pointing: float, probe: float) -> dict[str, dict[str, float]]:
 
 
 def test_aggregate_gives_mean_and_sample_std_over_seeds() -> None:
-    st = load_script()
+    st = load_script("synth_table")
     agg = st.aggregate([seed_table(0.2, 0.6), seed_table(0.4, float("nan")), seed_table(0.6, 0.8)])
     mean, std = agg["gloria"]["pointing"]
     assert math.isclose(mean, 0.4) and math.isclose(std, 0.2)
@@ -42,7 +32,7 @@ def test_aggregate_gives_mean_and_sample_std_over_seeds() -> None:
 
 
 def test_markdown_labels_a_reduced_run_and_states_what_it_shows(tmp_path: Path) -> None:
-    st = load_script()
+    st = load_script("synth_table")
     agg = st.aggregate([seed_table(0.5, 0.6)])
     out = tmp_path / "results.md"
     st.write_markdown(
