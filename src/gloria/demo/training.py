@@ -15,7 +15,7 @@ from gloria.config import preset as model_preset
 from gloria.data.chexpert import study_key
 from gloria.demo.settings import DemoSettings
 from gloria.model import GLoRIA
-from gloria.training.experiment import ExperimentConfig, experiment_from_dict
+from gloria.training.experiment import ExperimentConfig, deep_merge, experiment_from_dict
 from gloria.training.runner import build_gloria, run_experiment
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def pretrain_config(
         },
         "snapshots": {"enabled": False},
     }
-    return experiment_from_dict(_merge(base, overrides or {}))
+    return experiment_from_dict(deep_merge(base, overrides or {}))
 
 
 def _alignment(settings: DemoSettings, alignment: dict[str, float] | None) -> dict[str, float]:
@@ -98,16 +98,6 @@ def _alignment(settings: DemoSettings, alignment: dict[str, float] | None) -> di
     out = dict(alignment or {})
     if settings.local_feature_scale is not None:
         out.setdefault("local_feature_scale", settings.local_feature_scale)
-    return out
-
-
-def _merge(base: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in changes.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
     return out
 
 

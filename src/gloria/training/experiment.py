@@ -160,7 +160,7 @@ class ExperimentConfig:
     def gloria_config(self) -> GloriaConfig:
         """The model configuration: the preset with ``model.config`` merged in (errors name the key)."""
         base = preset(self.model.preset).to_dict()
-        merged = _deep_merge(base, self.model.config, "model.config")
+        merged = deep_merge(base, self.model.config)
         try:
             return config_from_dict(merged)
         except ValueError as err:
@@ -185,11 +185,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _deep_merge(base: dict[str, Any], update: Mapping[str, Any], where: str) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` with ``update`` merged in, mapping by mapping (other values replaced)."""
     out = copy.deepcopy(base)
     for key, value in update.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _deep_merge(dict(out[key]), value, f"{where}.{key}")
+            out[key] = deep_merge(dict(out[key]), value)
         else:
             out[key] = copy.deepcopy(value)
     return out
