@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from gloria.cli.main import main
+from support.scratch import scratch_dir
 
 STAGES = ["synth", "pretrain", "zero_shot", "retrieval", "probe", "segmentation", "grounding"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -27,10 +29,11 @@ def run_smoke(out: Path, seed: int = 0) -> tuple[int, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path, dict[str, Any]]:
-    out = tmp_path_factory.mktemp("demo") / "out"
-    rc, results = run_smoke(out)
-    return rc, out, results
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path, dict[str, Any]]]:
+    with scratch_dir(tmp_path_factory, "demo") as root:  # ~600 MB of checkpoints, gone after the module
+        out = root / "out"
+        rc, results = run_smoke(out)
+        yield rc, out, results
 
 
 def numbers(tree: Any, prefix: str = "") -> dict[str, float]:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from support.release_ckpt import (
     write_release_checkpoint,
     write_text_model_dir,
 )
+from support.scratch import scratch_dir
 
 TEXTS = ["no acute cardiopulmonary process", "small left pleural effusion with atelectasis"]
 
@@ -38,21 +40,23 @@ def _cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("release")
-    weights = random_release_state_dict("resnet50", seed=1)
-    torch.save(dict(weights), root / "expected.pt")
-    weights18 = random_release_state_dict("resnet18", seed=7)
-    torch.save(dict(weights18), root / "expected18.pt")
-    hp18 = release_hyper_parameters(model_name="resnet_18")
-    return {
-        "root": root,
-        "text": write_text_model_dir(root / "tiny-bert"),
-        "r50": write_release_checkpoint(root / "chexpert_resnet50.ckpt", weights, saved_on="cuda:0"),
-        "expected": root / "expected.pt",
-        "r18": write_release_checkpoint(root / "chexpert_resnet18.ckpt", weights18, hyper_parameters=hp18),
-        "expected18": root / "expected18.pt",
-    }
+def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    with scratch_dir(tmp_path_factory, "release") as root:  # ~270 MB, gone after the module
+        weights = random_release_state_dict("resnet50", seed=1)
+        torch.save(dict(weights), root / "expected.pt")
+        weights18 = random_release_state_dict("resnet18", seed=7)
+        torch.save(dict(weights18), root / "expected18.pt")
+        hp18 = release_hyper_parameters(model_name="resnet_18")
+        yield {
+            "root": root,
+            "text": write_text_model_dir(root / "tiny-bert"),
+            "r50": write_release_checkpoint(root / "chexpert_resnet50.ckpt", weights, saved_on="cuda:0"),
+            "expected": root / "expected.pt",
+            "r18": write_release_checkpoint(
+                root / "chexpert_resnet18.ckpt", weights18, hyper_parameters=hp18
+            ),
+            "expected18": root / "expected18.pt",
+        }
 
 
 def _convert_in_tmp_cache(source: Path, text: Path, factory: pytest.TempPathFactory) -> Path:
