@@ -44,8 +44,21 @@ def test_headline_rows_pick_each_stage_and_the_better_prior() -> None:
     assert rows["grounding pointing game (attention)"]["image-blind baseline"] == 0.5
     assert rows["grounding pointing game, random map"]["image-blind baseline"] == 0.1
     assert "segmentation Dice (test)" not in rows  # a stage not run yet has no row
+    assert "segmentation Dice, test images with a mask" not in rows
     text = terminal_summary({**results, "timings": {"synth": 1.0}}, "out")
     assert "0.600" in text and "out/report.md" in text and len(text.splitlines()) < 25
+    seg = {
+        m: {"test_metrics": {"test_dice": d, "test_dice_positive": p}}
+        for m, d, p in (("pretrained", 0.93, 0.8), ("random_init", 0.9, 0.3))
+    }
+    rows = {r["metric"]: r for r in headline_rows({"segmentation": {**seg, "empty_prediction_dice": 0.88}})}
+    assert rows["segmentation Dice (test)"]["image-blind baseline"] == 0.88
+    positive = rows["segmentation Dice, test images with a mask"]
+    assert (positive["GLoRIA pretrained"], positive["random init"], positive["image-blind baseline"]) == (
+        0.8,
+        0.3,
+        0.0,
+    )
 
 
 def test_a_failing_late_stage_keeps_earlier_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

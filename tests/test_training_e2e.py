@@ -4,6 +4,7 @@ segmentation (gloria.cli.main); checkpoints, results JSON, loss curves, attentio
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -102,6 +103,33 @@ def test_segmentation_through_gloria_cli(synth_root: Path, tmp_path: Path) -> No
     dice = res["test_metrics"]["test_dice"]
     assert 0.0 <= dice <= 1.0
     assert Path(res["best_checkpoint"]).is_file()
+
+
+def test_segmentation_validates_every_n_steps_across_epochs(
+    synth_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """check_val_every_n_epoch=null: one-batch epochs (1% of the labels), validation every 2 steps only;
+    without a progress bar, each validation writes a progress line."""
+    caplog.set_level(logging.INFO, logger="gloria.training.callbacks")
+    rc = gloria_main(
+        ["train", "-c", str(config_path("synth_segmentation.yaml")), "--train", "--out", str(tmp_path),
+         f"data.root={synth_root}/siim_pneumothorax", "model.preset=tiny", "model.checkpoint=null",
+         "model.config.transforms.imsize=64", "model.config.transforms.crop_size=64", "data.batch_size=4",
+         *FAST, "trainer.limit_train_batches=1", "trainer.max_epochs=100", "trainer.max_steps=6",
+         "trainer.val_check_interval=2", "trainer.check_val_every_n_epoch=null"]
+    )  # fmt: skip
+    assert rc == 0
+    res = _results(tmp_path / "synth_segmentation")
+    assert res["global_step"] == 6 and res["epochs"] == 6
+    import pandas as pd
+
+    metrics = pd.read_csv(tmp_path / "synth_segmentation" / "logs" / "metrics.csv")
+    assert metrics.dropna(subset=["val_dice"])["step"].tolist() == [1, 3, 5]  # after steps 2, 4 and 6
+    lines = [r.getMessage() for r in caplog.records if r.name == "gloria.training.callbacks"]
+    for step in (2, 4, 6):
+        head = f"synth_segmentation: step {step}/6, epoch {step}, train loss "
+        assert any(m.startswith(head) for m in lines), lines
+    assert sum("val_dice " in m for m in lines) == 3 and any(m.endswith("s left") for m in lines)
 
 
 @pytest.mark.slow

@@ -74,6 +74,8 @@ def test_round_trip_through_saved_yaml(tmp_path: Path) -> None:
         ("model.preset=huge", r"unknown preset 'huge'"),
         ("data.batch_size=true", r"data\.batch_size"),
         ("widget=1", r"unknown config key.*widget"),
+        ("trainer.check_val_every_n_epoch=0", r"trainer\.check_val_every_n_epoch.*> 0 or null"),
+        ("trainer.check_val_every_n_epoch=null", r"trainer\.val_check_interval.*number of steps"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, override: str, message: str) -> None:

@@ -77,3 +77,38 @@ def test_pretrain_objective_under_bf16_autocast_trains_in_float32(tiny_model) ->
     out["loss"].backward()
     grad = tiny_model.img_encoder.local_embedder.weight.grad
     assert grad is not None and torch.isfinite(grad).all() and bool(grad.abs().sum() > 0)
+
+
+class _FixedLogits(torch.nn.Module):
+    """A stand-in U-Net: returns the logits stored for each image (indexed by its first pixel)."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = torch.nn.Parameter(logits.clone())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.logits[images[:, 0, 0, 0].long()]
+
+
+def test_segment_module_logs_dice_over_all_and_over_positive_images() -> None:
+    import lightning.pytorch as L
+    from torch.utils.data import DataLoader
+
+    from gloria.training.experiment import OptimSection, SchedulerSection
+    from gloria.training.segment_module import SegmentModule
+
+    truth = torch.zeros(4, 1, 3, 3)
+    truth[0, 0, 0, :2] = 1
+    truth[1, 0, 1, 1] = 1
+    logits = torch.full((4, 1, 3, 3), -5.0)
+    logits[0, 0, 0, 1:] = 5  # Dice 0.5; image 1 predicted empty (0); image 2 empty/empty (1); image 3: 0
+    logits[3, 0, 2, 2] = 5
+    images = torch.arange(4).float().view(4, 1, 1, 1).expand(4, 3, 3, 3)
+    # batches of 2: the second batch (images 2 and 3) has no positive image
+    rows = [{"image": images[i], "mask": truth[i]} for i in range(4)]
+    module = SegmentModule(_FixedLogits(logits), OptimSection(), SchedulerSection(name="none"))
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (metrics,) = trainer.test(module, DataLoader(rows, batch_size=2), verbose=False)
+    per_image = [0.5, 0.0, 1.0, 0.0]
+    assert math.isclose(metrics["test_dice"], sum(per_image) / 4, rel_tol=1e-6)
+    assert math.isclose(metrics["test_dice_positive"], (0.5 + 0.0) / 2, rel_tol=1e-6)

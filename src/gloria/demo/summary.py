@@ -66,6 +66,11 @@ def headline_rows(results: Mapping[str, Any]) -> list[dict[str, object]]:
         {m: _value(_get(results, "segmentation", m, "test_metrics", "test_dice")) for m in MODELS},
         _value(_get(results, "segmentation", "empty_prediction_dice")),
     )
+    add(
+        "segmentation Dice, test images with a mask",
+        {m: _value(_get(results, "segmentation", m, "test_metrics", "test_dice_positive")) for m in MODELS},
+        0.0 if _get(results, "segmentation", "empty_prediction_dice") is not None else None,
+    )
     pointing = {m: _value(_get(results, "grounding", m, "two_stage", "pointing")) for m in MODELS}
     best_prior = [
         _value(_get(results, "grounding", "pretrained", b, "pointing"))

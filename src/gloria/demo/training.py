@@ -5,6 +5,7 @@ SynthCXR image-report CSV, and a short U-Net fine-tune on its SIIM-style masks.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from gloria.training.runner import build_gloria, run_experiment
 log = logging.getLogger(__name__)
 
 REPORTS_CSV = "CheXpert-v1.0/master_updated.csv"
+SEG_VALIDATIONS = 5  # validations per U-Net fine-tune (the best validation Dice is tested)
 
 
 def pretraining_csv(synth_root: Path, zero_shot_paths: list[str], out: Path) -> tuple[Path, list[str]]:
@@ -122,7 +124,8 @@ def random_init_model(cfg: ExperimentConfig) -> GLoRIA:
 def segmentation_config(
     settings: DemoSettings, synth_root: Path, checkpoint: str | None, seed: int, name: str
 ) -> ExperimentConfig:
-    """U-Net fine-tune on the SIIM-style set for ``settings.seg_steps`` steps, whole images (no crop)."""
+    """U-Net fine-tune on the SIIM-style set for ``settings.seg_steps`` steps, whole images (no crop),
+    validated ``SEG_VALIDATIONS`` times."""
     side = model_preset(settings.preset).transforms.crop_size  # a multiple of 32 for every preset
     return experiment_from_dict(
         {
@@ -148,6 +151,10 @@ def segmentation_config(
                 **_trainer(settings),
                 "max_epochs": 1000,
                 "max_steps": settings.seg_steps,
+                # validation every fifth of the run, whatever the epoch length: at 1% of the labels an epoch
+                # is one step, and validating after each would cost more than the training
+                "val_check_interval": max(1, math.ceil(settings.seg_steps / SEG_VALIDATIONS)),
+                "check_val_every_n_epoch": None,
                 "monitor": "val_dice",
                 "monitor_mode": "max",
             },

@@ -1,11 +1,14 @@
-"""Training callbacks: per-batch reseeding (exact resume), the loss curve for the results JSON, and
-word-to-region attention snapshots (PNG) of validation pairs during pretraining (method.md section 3).
+"""Training callbacks: per-batch reseeding (exact resume), the loss curve for the results JSON, progress log
+lines where no progress bar is drawn, and word-to-region attention snapshots (PNG) of validation pairs during
+pretraining (method.md section 3).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +80,58 @@ class LossHistory(Callback):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if isinstance(loss, torch.Tensor):
             self.history.append(float(loss.detach()))
+
+
+class ProgressLog(Callback):
+    """Log lines of training progress where no progress bar is drawn (``trainer.enable_progress_bar:
+    false``): step and epoch, the mean training loss since the last line, the monitored validation value, and
+    the time left, at most every ``every_s`` seconds and after each validation. Rank zero only.
+    """
+
+    def __init__(self, name: str, monitor: str, *, every_s: float = 20.0) -> None:
+        self.name = name
+        self.monitor = monitor
+        self.every_s = every_s
+        self._started = 0.0
+        self._last = 0.0
+        self._start_step = 0
+        self._losses: list[float] = []
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = self._last = time.perf_counter()
+        self._start_step = trainer.global_step  # a resumed run counts its speed from here
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor):
+            self._losses.append(float(loss.detach()))
+        if time.perf_counter() - self._last >= self.every_s:
+            self._emit(trainer, validated=False)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._emit(trainer, validated=True)
+
+    def _emit(self, trainer: L.Trainer, *, validated: bool) -> None:
+        now = time.perf_counter()
+        self._last = now
+        if not trainer.is_global_zero:
+            self._losses.clear()
+            return
+        step, total = trainer.global_step, trainer.estimated_stepping_batches
+        parts = [f"{self.name}: step {step}/{total:.0f}, epoch {trainer.current_epoch + 1}"]
+        if self._losses:
+            parts.append(f"train loss {sum(self._losses) / len(self._losses):.4g}")
+            self._losses.clear()
+        value = trainer.callback_metrics.get(self.monitor)
+        if validated and value is not None:
+            parts.append(f"{self.monitor} {float(value):.4g}")
+        done = step - self._start_step
+        if done > 0 and math.isfinite(total) and total > step:
+            parts.append(f"about {(now - self._started) / done * (total - step):.0f} s left")
+        log.info(", ".join(parts))
 
 
 class AttentionSnapshots(Callback):

@@ -125,6 +125,8 @@ class TrainerSection:
     limit_val_batches: int | float = 1.0
     limit_test_batches: int | float = 1.0
     val_check_interval: int | float = 1.0
+    # null: validate every ``val_check_interval`` optimiser steps across epochs (short runs on small sets)
+    check_val_every_n_epoch: int | None = 1
     num_sanity_val_steps: int = 0
     log_every_n_steps: int = 10
     loggers: tuple[Literal["csv", "tensorboard", "wandb"], ...] = ("csv", "tensorboard")
@@ -296,6 +298,14 @@ def _check_values(cfg: ExperimentConfig) -> None:
         raise ValueError(f"config key 'optim.betas' must be in [0, 1), got {list(o.betas)!r}")
     if not 0.0 < cfg.scheduler.factor < 1.0:
         raise ValueError(f"config key 'scheduler.factor' must be in (0, 1), got {cfg.scheduler.factor!r}")
+    if t.check_val_every_n_epoch is None and not isinstance(t.val_check_interval, int):
+        raise ValueError(
+            "config key 'trainer.val_check_interval' must be a number of steps (an integer) when "
+            f"'trainer.check_val_every_n_epoch' is null, got {t.val_check_interval!r}"
+        )
+    every = t.check_val_every_n_epoch
+    if every is not None and every <= 0:
+        raise ValueError(f"config key 'trainer.check_val_every_n_epoch' must be > 0 or null, got {every!r}")
     if t.gradient_clip_val is not None and t.gradient_clip_val <= 0:
         raise ValueError(f"config key 'trainer.gradient_clip_val' must be > 0, got {t.gradient_clip_val!r}")
     if t.max_epochs <= 0 and t.max_steps <= 0:

@@ -20,7 +20,13 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from gloria.config import GloriaConfig, ImageTransformConfig, config_from_dict
 from gloria.model import GLoRIA
-from gloria.training.callbacks import AttentionSnapshots, BatchSeed, LossHistory, PlateauOnValidation
+from gloria.training.callbacks import (
+    AttentionSnapshots,
+    BatchSeed,
+    LossHistory,
+    PlateauOnValidation,
+    ProgressLog,
+)
 from gloria.training.classify_module import ClassifyModule
 from gloria.training.datamodules import GloriaDataModule
 from gloria.training.experiment import ExperimentConfig, save_experiment
@@ -165,6 +171,8 @@ def build_trainer(
     callbacks: list[Callback] = [checkpoint, last, history, BatchSeed(seed)]
     if cfg.scheduler.name == "plateau":
         callbacks.append(PlateauOnValidation(cfg.scheduler.monitor))
+    if not t.enable_progress_bar:
+        callbacks.append(ProgressLog(cfg.name, t.monitor))
     if t.early_stopping_patience is not None:
         stopper = EarlyStopping(monitor=t.monitor, mode=t.monitor_mode, patience=t.early_stopping_patience)
         callbacks.append(stopper)
@@ -194,6 +202,7 @@ def build_trainer(
         limit_val_batches=t.limit_val_batches,
         limit_test_batches=t.limit_test_batches,
         val_check_interval=t.val_check_interval,
+        check_val_every_n_epoch=t.check_val_every_n_epoch,
         num_sanity_val_steps=t.num_sanity_val_steps,
         log_every_n_steps=t.log_every_n_steps,
         logger=loggers or False,

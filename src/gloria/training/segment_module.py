@@ -1,5 +1,9 @@
 """Thin LightningModule for segmentation (method.md section 9): U-Net with the GLoRIA encoder, loss
 10 * focal - log(soft Dice), Dice per image at 0.5 (empty truth: 1 if the prediction is empty, else 0).
+
+Validation and test also log ``<stage>_dice_positive``: the same Dice averaged over the images whose truth
+mask is not empty only -- how well masks are drawn, which the per-image Dice hides when most images are
+empty (an all-empty prediction scores 0 on it).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ class SegmentModule(L.LightningModule):
         self.objective = SegmentationObjective(unet)
         self.val_dice = MeanMetric()
         self.test_dice = MeanMetric()
+        self.val_dice_positive = MeanMetric()
+        self.test_dice_positive = MeanMetric()
 
     def _step(self, batch: Mapping[str, Any], stage: str) -> Tensor:
         out = self.objective(batch)
@@ -41,9 +47,18 @@ class SegmentModule(L.LightningModule):
             sync_dist=not train,
         )
         if not train:
-            metric = self.val_dice if stage == "val" else self.test_dice
-            metric.update(dice_per_image(out["logits"], batch["mask"]))
+            dice = dice_per_image(out["logits"], batch["mask"])
+            positive = (batch["mask"] > 0.5).flatten(1).any(dim=1)
+            metric, metric_positive = (
+                (self.val_dice, self.val_dice_positive)
+                if stage == "val"
+                else (self.test_dice, self.test_dice_positive)
+            )
+            metric.update(dice)
+            if bool(positive.any()):
+                metric_positive.update(dice[positive])
             self.log(f"{stage}_dice", metric, on_epoch=True, prog_bar=True)
+            self.log(f"{stage}_dice_positive", metric_positive, on_epoch=True)
         return out["loss"]
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
