@@ -2,8 +2,8 @@
 # The project's checks: lint, format, type check, default test suite (slow tests excluded).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-ruff check src tests bench run.py || exit 1
-ruff format --check src tests bench run.py || exit 1
+ruff check src tests bench scripts run.py || exit 1
+ruff format --check src tests bench scripts run.py || exit 1
 mypy || exit 1
 python -m pytest -q -p no:cacheprovider "$@"
 rc=$?

@@ -1,11 +1,15 @@
 """SynthCXR benchmark table: GLoRIA vs global-only (ConVIRT-style, local_weight=0) vs local-only
-(global_weight=0) vs random init, on every demo task; mean and spread over seeds; written to docs/results.md.
+(global_weight=0) vs random init, on every demo task; mean and spread over seeds; written to docs/results.md,
+with every seed's cells in docs/results.json.
 
-    python scripts/synth_table.py                          # the full table: 3 seeds, demo default size
+    python scripts/synth_table.py --jobs 2                 # the full table: 3 seeds, demo default size
     python scripts/synth_table.py --size quick --seeds 0   # a reduced table (labelled as such)
+    python scripts/synth_table.py --from-json docs/results.json   # rewrite the Markdown from the cells
 
 Each seed generates its own SynthCXR set (data seed = model seed) and pretrains the three objectives through
 the training runner (``gloria.demo.pipeline``), then runs the demo's evaluation stages on all four models.
+``--jobs 2`` runs two seeds at a time, one torch thread each (on 2 cores, faster than one seed on two
+threads); numbers depend on the seed and the thread count, not on the jobs.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ import argparse
 import json
 import logging
 import math
+import multiprocessing
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +51,22 @@ BASELINES = {
     "prior_class": "prior: class",
     "prior_class_side_level": "prior: class + words",
 }
-BASELINE_METRICS = ("pointing", "pointing (1-region tol.)", "seg Dice 100%")
 SEG_FRACTIONS = (0.01, 0.1, 1.0)
+MASK_DICE = "seg Dice, mask images"  # Dice over the test images that have a mask (0 for an empty prediction)
+GROUPS = {  # the table's column groups, by metric-name prefix
+    "Alignment: zero-shot, retrieval, grounding": ("zero-shot", "P@", "pointing"),
+    "Label efficiency: linear probe and segmentation": ("probe", "seg"),
+}
 
 
-def run_seed(size: str, seed: int, out: Path, command: str) -> dict[str, dict[str, float]]:
-    """All metrics of one seed: ``{model or baseline: {metric: value}}``."""
+def run_seed(
+    size: str, seed: int, out: Path, command: str, threads: int | None = None
+) -> dict[str, dict[str, float]]:
+    """All metrics of one seed: ``{model or baseline: {metric: value}}``, plus ``"seconds"`` per stage."""
     import lightning.pytorch as L
 
+    if threads:
+        torch.set_num_threads(threads)
     run = DemoRun(SIZES[size].replace(seg_fractions=SEG_FRACTIONS), seed, out / f"seed_{seed}", command)
     run.out.mkdir(parents=True, exist_ok=True)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -81,7 +95,13 @@ def run_seed(size: str, seed: int, out: Path, command: str) -> dict[str, dict[st
         timed(stage.__name__.removeprefix("stage_"), stage, run)
     run.results["timings"] = timings
     P.write_report(run)
-    return collect(run.results, list(run.models))
+    return {**collect(run.results, list(run.models)), "seconds": timings}
+
+
+def _worker(job: tuple[str, int, Path, str, int | None]) -> dict[str, dict[str, float]]:
+    """One seed in a worker process (its own logging set-up)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run_seed(*job)
 
 
 def collect(results: dict[str, Any], models: Sequence[str]) -> dict[str, dict[str, float]]:
@@ -97,6 +117,10 @@ def collect(results: dict[str, Any], models: Sequence[str]) -> dict[str, dict[st
             row[f"probe AUROC {100 * float(key):g}%"] = p["mean_auroc"]
         for key, entry in results["segmentation"][m]["by_fraction"].items():
             row[f"seg Dice {100 * float(key):g}%"] = entry["test_metrics"]["test_dice"]
+        for key, entry in results["segmentation"][m]["by_fraction"].items():
+            row[f"{MASK_DICE} {100 * float(key):g}%"] = entry["test_metrics"].get(
+                "test_dice_positive", math.nan
+            )
         g = results["grounding"][m]["two_stage"]
         row["pointing"] = g["pointing"]
         row["pointing (1-region tol.)"] = g["pointing_tol"]
@@ -105,14 +129,16 @@ def collect(results: dict[str, Any], models: Sequence[str]) -> dict[str, dict[st
     for b in BASELINES:
         table[b] = {"pointing": ground[b]["pointing"], "pointing (1-region tol.)": ground[b]["pointing_tol"]}
     empty = results["segmentation"]["empty_prediction_dice"]
-    table["empty_mask"] = {k: empty for k in table[models[0]] if k.startswith("seg Dice")}
+    table["empty_mask"] = {
+        k: 0.0 if k.startswith(MASK_DICE) else empty for k in table[models[0]] if k.startswith("seg Dice")
+    }
     return table
 
 
 def aggregate(per_seed: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, tuple[float, float]]]:
     """Mean and sample standard deviation (0 with one seed) of every cell over seeds."""
     out: dict[str, dict[str, tuple[float, float]]] = {}
-    for model in per_seed[0]:
+    for model in (m for m in per_seed[0] if m != "seconds"):
         out[model] = {}
         for metric in per_seed[0][model]:
             values = [s[model][metric] for s in per_seed if math.isfinite(s[model][metric])]
@@ -168,6 +194,16 @@ def findings(agg: dict[str, dict[str, tuple[float, float]]]) -> list[str]:
             f"no mask anywhere scores {empty:.3f}, so {'a' if get(*best) > empty else 'no'} pretrained "
             "encoder's U-Net beats it."
         )
+    masks = [k for k in agg.get("gloria", {}) if k.startswith(MASK_DICE)]
+    if masks:
+        cells = ", ".join(
+            f"{k.removeprefix(MASK_DICE).strip()}: GLoRIA {get('gloria', k):.3f} / global-only "
+            f"{get('global_only', k):.3f} / random init {get('random_init', k):.3f}"
+            for k in masks
+        )
+        lines.append(
+            f"Segmentation Dice over the test images with a mask (an empty prediction scores 0): {cells}."
+        )
     low = next((k for k in agg.get("gloria", {}) if k.startswith("probe AUROC")), None)
     if low:
         gl, cl = get("gloria", low), get("global_only", low)
@@ -187,6 +223,7 @@ def write_markdown(
     seeds: Sequence[int],
     reduced: bool,
     seconds: float,
+    timings: Mapping[str, Mapping[str, float]] | None = None,
 ) -> None:
     settings = SIZES[size].replace(seg_fractions=SEG_FRACTIONS)
     models = [m for m in TITLES if m in agg]
@@ -208,8 +245,7 @@ def write_markdown(
             f"**Reduced run**: {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), size `{size}` "
             f"({settings.n_images} images at {settings.image_size} px, preset `{settings.preset}`, "
             f"{settings.pretrain_epochs} pretraining epochs). The full table is "
-            "`python scripts/synth_table.py --threads 1` (3 seeds, size `default`, about an hour per seed "
-            "on 2 CPU cores).",
+            "`python scripts/synth_table.py --jobs 2` (3 seeds, size `default`).",
             "",
         ]
     lines += [
@@ -220,21 +256,32 @@ def write_markdown(
         "to text, a hit is a report of the same class, `global` cosine or `both` (global + local); probe: "
         "mean AUROC of the 5 competition labels on valid.csv at 1/10/100% of the training labels; Dice: "
         "U-Net fine-tune on 1/10/100% of the SIIM-style training images (per-image Dice, the release's "
-        "metric: an empty test image scores 1 for an empty prediction); pointing: the two-stage attention "
-        "map's maximum inside the "
-        "finding's mask, on held-out valid-split findings.",
+        "metric: an empty test image scores 1 for an empty prediction; 'mask images': the Dice over the test "
+        "images that have a mask only, where an empty prediction scores 0); pointing: the two-stage "
+        "attention map's maximum inside the finding's mask, on held-out valid-split findings.",
         "",
     ]
-    head = ["model", *metrics]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for m in models:
-        lines.append(
-            "| " + " | ".join([TITLES[m], *(_cell(agg[m].get(k), len(seeds)) for k in metrics)]) + " |"
-        )
-    lines += ["", "Image-blind baselines (never look at the image):", ""]
-    lines += ["| baseline | " + " | ".join(BASELINE_METRICS) + " |", "|---|" + "---|" * len(BASELINE_METRICS)]
-    for b, title in {**BASELINES, "empty_mask": "all-empty mask"}.items():
-        cells = [_cell(agg[b].get(k), len(seeds)) for k in BASELINE_METRICS]
+    if timings:
+        lines += [f"Time per seed (s, stage by stage): {json.dumps(timings)}.", ""]
+    for group, prefixes in GROUPS.items():
+        columns = [k for k in metrics if k.startswith(prefixes)]
+        lines += [
+            f"### {group}",
+            "",
+            "| model | " + " | ".join(columns) + " |",
+            "|---|" + "---|" * len(columns),
+        ]
+        for m in models:
+            cells = [_cell(agg[m].get(k), len(seeds)) for k in columns]
+            lines.append(f"| {TITLES[m]} | {' | '.join(cells)} |")
+        lines.append("")
+    baselines = {**BASELINES, "empty_mask": "all-empty mask"}
+    grouped = [k for prefixes in GROUPS.values() for k in metrics if k.startswith(prefixes)]
+    columns = [k for k in grouped if any(k in agg.get(b, {}) for b in baselines)]
+    lines += ["Image-blind baselines (never look at the image):", ""]
+    lines += ["| baseline | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for b, title in baselines.items():
+        cells = [_cell(agg[b].get(k), len(seeds)) if b in agg else "-" for k in columns]
         lines.append(f"| {title} | {' | '.join(cells)} |")
     lines += [
         "",
@@ -262,42 +309,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", choices=sorted(SIZES), default="default", help="demo size of every run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="runs/synth_table", help="folder of the runs")
-    parser.add_argument("--write", default="docs/results.md", help="the Markdown table to write")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
-        "--from-json", action="store_true", help="only rewrite --write from the seeds in <out>/table.json"
+        "--write", default="docs/results.md", help="the Markdown table (cells: same name .json)"
     )
+    parser.add_argument("--jobs", type=int, default=1, help="seeds run at the same time (one process each)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per job (--jobs > 1: 1)")
+    parser.add_argument("--from-json", default=None, help="only rewrite --write from the cells of this JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    threads = args.threads or (1 if args.jobs > 1 else None)
     command = "python scripts/synth_table.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    started = time.perf_counter()
-    out = Path(args.out)
-    per_seed: list[dict[str, dict[str, float]]] = []
-    meta = {"command": command.strip(), "size": args.size, "seeds": args.seeds}
-    if args.from_json:  # a run stopped early: the table of the seeds it finished, with its own command
-        per_seed = json.loads((out / "table.json").read_text())
-        meta = json.loads((out / "table_meta.json").read_text())
-        args.size, args.seeds = meta["size"], meta["seeds"][: len(per_seed)]
-        log.info("%d finished seed(s) in %s", len(per_seed), out / "table.json")
-    for seed in [] if args.from_json else args.seeds:
-        per_seed.append(run_seed(args.size, seed, out, command.strip()))
-        meta["seconds"] = time.perf_counter() - started
-        (out / "table.json").write_text(json.dumps(per_seed, indent=2))
-        (out / "table_meta.json").write_text(json.dumps(meta, indent=2))
-    agg = aggregate(per_seed)
-    reduced = args.size != "default" or len(args.seeds) < 3
+    write = Path(args.write)
+    cells_path = write.with_suffix(".json")
+    if args.from_json:  # the cells of an earlier run, its own command and time
+        saved = json.loads(Path(args.from_json).read_text())
+        meta, per_seed = saved["meta"], [saved["seeds"][str(s)] for s in saved["meta"]["seeds"]]
+        log.info("%d seed(s) from %s", len(per_seed), args.from_json)
+    else:
+        started = time.perf_counter()
+        out = Path(args.out)
+        jobs = [(args.size, seed, out, command.strip(), threads) for seed in args.seeds]
+        if args.jobs == 1:
+            per_seed = [run_seed(*job) for job in jobs]
+        else:  # spawned workers: a forked process would inherit torch's thread pools
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+                per_seed = list(pool.map(_worker, jobs))
+        meta = {
+            "command": command.strip(),
+            "size": args.size,
+            "seeds": args.seeds,
+            "threads": threads,
+            "jobs": args.jobs,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        cells_path.parent.mkdir(parents=True, exist_ok=True)
+        seeds_json = {str(seed): cells for seed, cells in zip(args.seeds, per_seed)}
+        cells_path.write_text(json.dumps({"meta": meta, "seeds": seeds_json}, indent=2) + "\n")
+        log.info("wrote %s", cells_path)
     write_markdown(
-        agg,
-        path=Path(args.write),
+        aggregate(per_seed),
+        path=write,
         command=str(meta["command"]),
-        size=args.size,
-        seeds=args.seeds,
-        reduced=reduced,
-        seconds=float(meta.get("seconds", time.perf_counter() - started)),
+        size=str(meta["size"]),
+        seeds=list(meta["seeds"]),
+        reduced=meta["size"] != "default" or len(meta["seeds"]) < 3,
+        seconds=float(meta["seconds"]),
+        timings={str(s): t.get("seconds", {}) for s, t in zip(meta["seeds"], per_seed)},
     )
-    log.info("wrote %s", args.write)
+    log.info("wrote %s", write)
     return 0
 
 
