@@ -85,28 +85,28 @@ class LossHistory(Callback):
 class ProgressLog(Callback):
     """Log lines of training progress where no progress bar is drawn (``trainer.enable_progress_bar:
     false``): step and epoch, the mean training loss since the last line, the monitored validation value, and
-    the time left, at most every ``every_s`` seconds and after each validation. Rank zero only.
+    the time left, at most every ``every_s`` seconds and after each validation. Rank zero only. The losses
+    are those ``history`` keeps (it must come before this callback in the trainer's list).
     """
 
-    def __init__(self, name: str, monitor: str, *, every_s: float = 20.0) -> None:
+    def __init__(self, name: str, monitor: str, history: LossHistory, *, every_s: float = 20.0) -> None:
         self.name = name
         self.monitor = monitor
+        self.history = history
         self.every_s = every_s
         self._started = 0.0
         self._last = 0.0
         self._start_step = 0
-        self._losses: list[float] = []
+        self._seen = 0  # losses of history.history already reported
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = self._last = time.perf_counter()
         self._start_step = trainer.global_step  # a resumed run counts its speed from here
+        self._seen = len(self.history.history)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if isinstance(loss, torch.Tensor):
-            self._losses.append(float(loss.detach()))
         if time.perf_counter() - self._last >= self.every_s:
             self._emit(trainer, validated=False)
 
@@ -117,14 +117,14 @@ class ProgressLog(Callback):
     def _emit(self, trainer: L.Trainer, *, validated: bool) -> None:
         now = time.perf_counter()
         self._last = now
+        losses = self.history.history[self._seen :]
+        self._seen = len(self.history.history)
         if not trainer.is_global_zero:
-            self._losses.clear()
             return
         step, total = trainer.global_step, trainer.estimated_stepping_batches
         parts = [f"{self.name}: step {step}/{total:.0f}, epoch {trainer.current_epoch + 1}"]
-        if self._losses:
-            parts.append(f"train loss {sum(self._losses) / len(self._losses):.4g}")
-            self._losses.clear()
+        if losses:
+            parts.append(f"train loss {sum(losses) / len(losses):.4g}")
         value = trainer.callback_metrics.get(self.monitor)
         if validated and value is not None:
             parts.append(f"{self.monitor} {float(value):.4g}")

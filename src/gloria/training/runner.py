@@ -172,7 +172,7 @@ def build_trainer(
     if cfg.scheduler.name == "plateau":
         callbacks.append(PlateauOnValidation(cfg.scheduler.monitor))
     if not t.enable_progress_bar:
-        callbacks.append(ProgressLog(cfg.name, t.monitor))
+        callbacks.append(ProgressLog(cfg.name, t.monitor, history))
     if t.early_stopping_patience is not None:
         stopper = EarlyStopping(monitor=t.monitor, mode=t.monitor_mode, patience=t.early_stopping_patience)
         callbacks.append(stopper)
