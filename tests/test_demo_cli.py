@@ -63,12 +63,14 @@ def test_smoke_demo_writes_one_report_with_pictures(smoke: tuple[int, Path, dict
         "## 1. Data",
         "## 3. Zero-shot",
         "## 5. Linear probe",
+        "## 6. Segmentation",
         "## 7. Word-to-region",
     ):
         assert heading in report
     linked = [line.split("](")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
     names = {Path(p).name for p in linked}
     assert {"examples.png", "pretrain_loss.png", "probe_auroc.png", "attention_0.png"} <= names
+    assert "segmentation_examples.png" in names
     assert any(n.endswith("_roc.png") for n in names)
     for rel in linked:  # every picture the report shows exists and is a real PNG
         data = (out / rel).read_bytes()
@@ -88,7 +90,8 @@ def test_smoke_demo_numbers_are_finite_and_in_range(smoke: tuple[int, Path, dict
             probe[k]["train_images"] for k in ("0.01", "0.1", "1")
         )
         assert all(0.0 <= probe[k]["mean_auroc"] <= 1.0 for k in probe)
-        assert 0.0 <= results["segmentation"][model]["test_metrics"]["test_dice"] <= 1.0
+        seg = results["segmentation"][model]["test_metrics"]
+        assert 0.0 <= seg["test_dice"] <= 1.0 and 0.0 <= seg["test_dice_positive"] <= 1.0
         grounding = results["grounding"][model]
         assert {"two_stage", "random", "prior_class", "prior_class_side_level"} <= set(grounding)
         assert all(0.0 <= g["pointing"] <= 1.0 for g in grounding.values())

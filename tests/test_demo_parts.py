@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from gloria.demo import pipeline, stages
+from gloria.demo import figures, pipeline, stages
 from gloria.demo.prompts import DEMO_PROMPTS, choose_prompts, corpus_vocabulary
 from gloria.demo.run import DemoRun
 from gloria.demo.settings import SIZES, demo_settings
@@ -99,3 +100,20 @@ def test_settings_replace_preset_and_device_and_reject_unknown_sizes() -> None:
     assert (s.preset, s.device, s.n_images) == ("small", "cuda", SIZES["quick"].n_images)
     with pytest.raises(ValueError, match="unknown demo size"):
         demo_settings("huge")
+
+
+def test_mask_dice_and_the_segmentation_picture() -> None:
+    truth = np.zeros((8, 8), dtype=bool)
+    truth[2:4, 2:4] = True  # 4 pixels
+    pred = np.zeros_like(truth)
+    pred[2:4, 3:5] = True  # 4 pixels, 2 shared -> 2*2/8
+    assert figures.dice(pred, truth) == 0.5
+    assert figures.dice(np.zeros_like(truth), np.zeros_like(truth)) == 1.0
+    assert figures.dice(np.zeros_like(truth), truth) == 0.0
+    image = np.random.default_rng(0).random((8, 8)).astype(np.float32)
+    predictions = {"a": [pred, truth], "b": [truth, pred]}
+    fig = figures.segmentation_examples([image, image], [truth, truth], predictions)
+    axes = fig.get_axes()
+    assert len(axes) == 6  # two rows of image + two predictions
+    assert [ax.get_title() for ax in axes[:3]] == ["image, true mask", "a: Dice 0.50", "b: Dice 1.00"]
+    assert axes[4].get_title() == "a: Dice 1.00"

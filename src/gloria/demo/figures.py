@@ -1,5 +1,6 @@
 """Demo pictures: training loss, attention maps of example findings (pretrained vs random init vs the
-best image-blind prior), linear-probe AUROC against the label fraction. Matplotlib objects, no pyplot.
+best image-blind prior), linear-probe AUROC against the label fraction, predicted segmentation masks.
+Matplotlib objects, no pyplot.
 """
 
 from __future__ import annotations
@@ -88,4 +89,40 @@ def probe_curves(results: Mapping[str, Mapping[str, Mapping[str, object]]]) -> F
     ax.set_ylim(0.3, 1.0)
     ax.set_title("Linear probe on frozen features", fontsize=9)
     ax.legend(fontsize=8)
+    return fig
+
+
+def dice(pred: NDArray[np.bool_], truth: NDArray[np.bool_]) -> float:
+    """Dice of two boolean masks (1 when both are empty), the per-image rule of the segmentation metric."""
+    total = int(pred.sum()) + int(truth.sum())
+    return 1.0 if total == 0 else 2.0 * int((pred & truth).sum()) / total
+
+
+def segmentation_examples(
+    images: Sequence[NDArray[np.floating]],
+    truths: Sequence[NDArray[np.bool_]],
+    predictions: Mapping[str, Sequence[NDArray[np.bool_]]],
+) -> Figure:
+    """One row per image: the image with its true mask's outline (green), then each model's predicted mask
+    (red fill, same outline) with its Dice. ``predictions`` is ``{panel title: [mask per image]}``."""
+    rows, cols = len(images), 1 + len(predictions)
+    if rows == 0:
+        raise ValueError("segmentation_examples: no images")
+    fig = plots.new_figure(2.6 * cols, 2.6 * rows + 0.2)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    red = np.zeros((*truths[0].shape, 4), dtype=np.float32)
+    for r, (image, truth) in enumerate(zip(images, truths, strict=True)):
+        panels: list[tuple[str, NDArray[np.bool_] | None]] = [("image, true mask", None)]
+        panels += [(title, masks[r]) for title, masks in predictions.items()]
+        for c, (title, pred) in enumerate(panels):
+            ax = axes[r, c]
+            ax.set_axis_off()
+            ax.imshow(image, cmap="gray")
+            if pred is not None:
+                fill = red.copy()
+                fill[pred] = (1.0, 0.1, 0.1, 0.55)
+                ax.imshow(fill)
+                title = f"{title}: Dice {dice(pred, truth):.2f}"
+            ax.contour(truth.astype(np.float32), levels=[0.5], colors="lime", linewidths=1.0)
+            ax.set_title(title, fontsize=8)
     return fig

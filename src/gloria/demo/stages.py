@@ -24,6 +24,8 @@ from gloria.tasks.report import Report, add_grounding, add_retrieval, add_zero_s
 
 log = logging.getLogger(__name__)
 
+SEG_EXAMPLES = 3  # test images with a mask drawn with each encoder's predicted mask
+
 
 def _retitle(section: Report, old: str, new: str) -> None:
     """Replace the last heading line ``old`` a ``gloria.tasks.report.add_*`` helper wrote (one level down,
@@ -269,7 +271,8 @@ def stage_segmentation(run: DemoRun) -> None:
                 shutil.rmtree(runs / cfg.name)
             res = training.segment(cfg, runs)
             by_fraction[f"{fraction:g}"] = {
-                k: res.get(k) for k in ("data", "global_step", "train_loss_curve", "test_metrics")
+                k: res.get(k)
+                for k in ("data", "global_step", "train_loss_curve", "test_metrics", "test_checkpoint")
             }
         # the whole training set's run is the model's headline entry; every fraction is under by_fraction
         out[name] = {**by_fraction.get("1", next(iter(by_fraction.values()))), "by_fraction": by_fraction}
@@ -311,6 +314,22 @@ def stage_segmentation(run: DemoRun) -> None:
             }
         ]
     )
+    tested = {run.title(m): out[m].get("test_checkpoint") for m in run.models}
+    if all(tested.values()):
+        data = training.segmentation_config(s, run.synth_root, None, run.seed, "segmentation_examples")
+        images, truths, predictions = training.predicted_masks(
+            data, {k: str(v) for k, v in tested.items()}, n=SEG_EXAMPLES, seed=run.seed
+        )
+        if images:
+            sec.figure(
+                figures.segmentation_examples(images, truths, predictions),
+                "segmentation_examples",
+                "Predicted masks on test images with pneumothorax",
+            )
+            sec.text(
+                f"{len(images)} test images with pneumothorax (a seeded draw), as the U-Net sees them: the "
+                "true mask's outline in green, each encoder's predicted mask in red, with its Dice."
+            )
 
 
 def stage_grounding(run: DemoRun) -> None:

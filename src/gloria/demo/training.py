@@ -10,7 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import torch
+from numpy.typing import NDArray
 
 from gloria.config import preset as model_preset
 from gloria.data.chexpert import study_key
@@ -178,3 +181,42 @@ def empty_test_share(synth_root: Path) -> float:
 def segment(cfg: ExperimentConfig, runs: Path) -> dict[str, Any]:
     """Fine-tune and test (best validation Dice); returns the runner's results."""
     return run_experiment(cfg, train=True, test=True, out_dir=runs)
+
+
+def predicted_masks(
+    cfg: ExperimentConfig, checkpoints: Mapping[str, str], *, n: int, seed: int
+) -> tuple[list[NDArray[np.float32]], list[NDArray[np.bool_]], dict[str, list[NDArray[np.bool_]]]]:
+    """Up to ``n`` test images that have a mask (a seeded draw), as the U-Net sees them: the images (first
+    channel), their true masks, and each fine-tuned U-Net's mask at 0.5 ``{name: [mask]}``.
+
+    ``checkpoints`` are the runner's tested checkpoints of ``cfg``'s task (``{name: path}``).
+    """
+    from gloria.training.datamodules import GloriaDataModule
+    from gloria.training.runner import build_module, read_lightning_checkpoint
+    from gloria.training.segment_module import SegmentModule
+
+    data = GloriaDataModule("segmentation", cfg.data, cfg.gloria_config().transforms, seed=seed, classes=[])
+    test = data.dataset("test")
+    items: list[dict[str, Any]] = []
+    for index in np.random.default_rng(seed).permutation(len(test)):  # type: ignore[arg-type]
+        item = test[int(index)]
+        if bool(item["mask"].any()):
+            items.append(item)
+            if len(items) == n:
+                break
+    images = torch.stack([item["image"] for item in items]) if items else torch.empty(0)
+    predictions: dict[str, list[NDArray[np.bool_]]] = {}
+    architecture = cfg.replace(["model.checkpoint=null"])  # the weights come from the fine-tuned checkpoint
+    for name, path in checkpoints.items():
+        module = build_module(architecture, [])
+        if not isinstance(module, SegmentModule):
+            raise TypeError(f"predicted_masks needs a segmentation experiment, got task {cfg.task!r}")
+        module.load_state_dict(read_lightning_checkpoint(Path(path))["state_dict"])
+        with torch.no_grad():
+            logits = module.eval().unet(images) if items else torch.empty(0)
+        predictions[name] = [(torch.sigmoid(z[0]) > 0.5).numpy() for z in logits]
+    return (
+        [item["image"][0].numpy() for item in items],
+        [item["mask"][0].numpy() > 0.5 for item in items],
+        predictions,
+    )

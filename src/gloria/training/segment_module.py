@@ -3,7 +3,7 @@
 
 Validation and test also log ``<stage>_dice_positive``: the same Dice averaged over the images whose truth
 mask is not empty only -- how well masks are drawn, which the per-image Dice hides when most images are
-empty (an all-empty prediction scores 0 on it).
+empty (an all-empty prediction scores 0 on it; NaN when a split has no such image).
 """
 
 from __future__ import annotations
@@ -55,8 +55,7 @@ class SegmentModule(L.LightningModule):
                 else (self.test_dice, self.test_dice_positive)
             )
             metric.update(dice)
-            if bool(positive.any()):
-                metric_positive.update(dice[positive])
+            metric_positive.update(dice, positive.to(dice.dtype))  # weight 0: not counted (NaN if none)
             self.log(f"{stage}_dice", metric, on_epoch=True, prog_bar=True)
             self.log(f"{stage}_dice_positive", metric_positive, on_epoch=True)
         return out["loss"]
