@@ -349,7 +349,7 @@ def evaluate_grounding(
         if len(examples) < n_examples:
             examples.append((case, maps))
     summary = {
-        m: {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]} | {"n": float(len(rows))}
+        m: {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]} | {"n": len(rows)}
         for m, rows in per_method.items()
     }
     log.info("grounding on %d held-out cases (%d fit the priors)", len(test), len(fit))
