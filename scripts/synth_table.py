@@ -185,7 +185,7 @@ def findings(agg: dict[str, dict[str, tuple[float, float]]]) -> list[str]:
         f"{'above' if g > c else 'not above'} global-only and {'above' if g > best_prior else 'not above'} "
         "the best prior."
     )
-    seg = [k for k in agg.get("gloria", {}) if k.startswith("seg Dice")]
+    seg = [k for k in agg.get("gloria", {}) if k.startswith("seg Dice") and not k.startswith(MASK_DICE)]
     if seg and "empty_mask" in agg:
         best = max(((m, k) for m in VARIANTS if m in agg for k in seg), key=lambda mk: get(*mk))
         empty = get("empty_mask", seg[-1])

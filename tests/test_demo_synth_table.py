@@ -99,3 +99,16 @@ def test_from_json_rewrites_the_markdown_of_saved_cells(tmp_path: Path) -> None:
     assert "`python scripts/synth_table.py --jobs 2`" in text
     assert "| GLoRIA (global + local) | 0.200 ± 0.100 |" in text
     assert 'Time per seed (s, stage by stage): {"0": {"synth": 9.0}' in text
+
+
+def test_segmentation_finding_compares_per_image_dice_with_the_empty_mask() -> None:
+    st = load_script("synth_table")
+    seed = seed_table(0.5, 0.6)
+    for m in ("gloria", "global_only", "local_only", "random_init"):
+        seed[m]["seg Dice, mask images 100%"] = 0.7 if m == "gloria" else 0.3
+    seed["empty_mask"]["seg Dice, mask images 100%"] = 0.0
+    lines = st.findings(st.aggregate([seed]))
+    seg = next(line for line in lines if line.startswith("Segmentation: the best"))
+    assert "the best Dice is 0.100" in seg and "scores 0.900, so no pretrained encoder" in seg
+    masks = next(line for line in lines if line.startswith("Segmentation Dice over the test images"))
+    assert "100%: GLoRIA 0.700 / global-only 0.300 / random init 0.300" in masks
