@@ -36,11 +36,13 @@ def save_examples(cases: Sequence[Case], path: str | Path, columns: int = 4) -> 
     for k, case in enumerate(cases):
         ax = fig.add_subplot(rows, columns, k + 1)
         ax.imshow(case.image, cmap="gray", vmin=0, vmax=255)
-        for finding in case.findings:
-            x, y, w, h = finding.box
-            colour = KIND_COLOURS.get(finding.kind, "yellow")
+        boxes = [f.box for f in case.findings]
+        names = [f.kind for f in case.findings]
+        spots = label_spots(boxes, names, width=case.image.shape[-1])
+        for (x, y, w, h), name, (tx, ty) in zip(boxes, names, spots):
+            colour = KIND_COLOURS.get(name, "yellow")
             ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=colour, linewidth=1.2))
-            ax.text(x, y - 2, finding.kind, color=colour, fontsize=6, va="bottom")
+            ax.text(tx, ty, name, color=colour, fontsize=6, va="bottom")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"#{case.index}  CTR {case.ctr:.2f}", fontsize=8)
@@ -51,6 +53,30 @@ def save_examples(cases: Sequence[Case], path: str | Path, columns: int = 4) -> 
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     return out
+
+
+def label_spots(
+    boxes: Sequence[tuple[int, int, int, int]], names: Sequence[str], width: int
+) -> list[tuple[float, float]]:
+    """Where each box's name goes (its baseline's left end, in image pixels): just above the box, or,
+    where that would overlap a name already placed, just below it, else stacked higher until free.
+
+    Text size is estimated from the image ``width`` at the figure's font size (6 pt on a ~3.2 in panel).
+    """
+    char_w, line_h = 0.016 * width, 0.034 * width
+    placed: list[tuple[float, float, float]] = []  # x0, x1, baseline y
+
+    def free(x0: float, x1: float, y: float) -> bool:
+        return all(x1 <= a or x0 >= b or abs(y - c) >= line_h for a, b, c in placed)
+
+    spots = []
+    for (x, y, _w, h), name in zip(boxes, names):
+        x0, x1 = float(x), x + char_w * len(name)
+        candidates = [y - 2.0, y + h + line_h + 1.0] + [y - 2.0 - line_h * k for k in range(1, 8)]
+        ty = next((c for c in candidates if free(x0, x1, c)), candidates[0])
+        placed.append((x0, x1, ty))
+        spots.append((float(x), ty))
+    return spots
 
 
 def pick_examples(seed: int, cfg: SynthConfig, count: int = 8, pool: int = 200) -> list[Case]:
