@@ -157,11 +157,26 @@ def _cell(stats: tuple[float, float] | None, n_seeds: int) -> str:
     return f"{mean:.3f} ± {std:.3f}" if n_seeds > 1 else f"{mean:.3f}"
 
 
+def compare(a: tuple[float, float], b: tuple[float, float]) -> str:
+    """'above', 'below' or 'within one standard deviation of': a mean against b, given both spreads."""
+    (ma, sa), (mb, sb) = a, b
+    if abs(ma - mb) <= max(sa, sb):
+        return "within one standard deviation of"
+    return "above" if ma > mb else "below"
+
+
 def findings(agg: dict[str, dict[str, tuple[float, float]]]) -> list[str]:
-    """Plain statements comparing the cells the hypothesis is about (computed, not written by hand)."""
+    """Plain statements comparing the cells the hypothesis is about (computed, not written by hand).
+
+    Two cells count as different only where their means differ by more than the larger standard
+    deviation over seeds (with one seed, any difference counts).
+    """
+
+    def cell(model: str, metric: str) -> tuple[float, float]:
+        return agg.get(model, {}).get(metric, (math.nan, 0.0))
 
     def get(model: str, metric: str) -> float:
-        return agg.get(model, {}).get(metric, (math.nan, 0.0))[0]
+        return cell(model, metric)[0]
 
     lines = []
     base = agg.get("random_init", {})
@@ -177,13 +192,13 @@ def findings(agg: dict[str, dict[str, tuple[float, float]]]) -> list[str]:
             f"{len(ahead)} of {len(cells)} metrics{' (' + ', '.join(ahead) + ')' if ahead else ''}."
         )
     g, c = get("gloria", "pointing"), get("global_only", "pointing")
-    best_prior = max(get("prior_class", "pointing"), get("prior_class_side_level", "pointing"))
+    prior = max(("prior_class", "prior_class_side_level"), key=lambda m: get(m, "pointing"))
     lines.append(
         f"Grounding (pointing game): GLoRIA {g:.3f}, global-only {c:.3f}, local-only "
         f"{get('local_only', 'pointing'):.3f}, random init {get('random_init', 'pointing'):.3f}; "
-        f"best image-blind prior {best_prior:.3f}, random map {get('random', 'pointing'):.3f}. GLoRIA is "
-        f"{'above' if g > c else 'not above'} global-only and {'above' if g > best_prior else 'not above'} "
-        "the best prior."
+        f"best image-blind prior {get(prior, 'pointing'):.3f}, random map {get('random', 'pointing'):.3f}. "
+        f"GLoRIA is {compare(cell('gloria', 'pointing'), cell('global_only', 'pointing'))} global-only "
+        f"and {compare(cell('gloria', 'pointing'), cell(prior, 'pointing'))} the best prior."
     )
     seg = [k for k in agg.get("gloria", {}) if k.startswith("seg Dice") and not k.startswith(MASK_DICE)]
     if seg and "empty_mask" in agg:
@@ -209,7 +224,8 @@ def findings(agg: dict[str, dict[str, tuple[float, float]]]) -> list[str]:
         gl, cl = get("gloria", low), get("global_only", low)
         lines.append(
             f"Lowest label fraction ({low}): GLoRIA {gl:.3f} vs global-only {cl:.3f} vs random init "
-            f"{get('random_init', low):.3f} -- GLoRIA {'ahead' if gl > cl else 'not ahead'} of global-only."
+            f"{get('random_init', low):.3f} -- GLoRIA "
+            f"{compare(cell('gloria', low), cell('global_only', low))} global-only."
         )
     return lines
 

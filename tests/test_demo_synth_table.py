@@ -112,3 +112,17 @@ def test_segmentation_finding_compares_per_image_dice_with_the_empty_mask() -> N
     assert "the best Dice is 0.100" in seg and "scores 0.900, so no pretrained encoder" in seg
     masks = next(line for line in lines if line.startswith("Segmentation Dice over the test images"))
     assert "100%: GLoRIA 0.700 / global-only 0.300 / random init 0.300" in masks
+
+
+def test_comparisons_count_a_difference_only_beyond_the_spread_over_seeds() -> None:
+    st = load_script("synth_table")
+    assert st.compare((0.636, 0.046), (0.635, 0.024)) == "within one standard deviation of"
+    assert st.compare((0.097, 0.045), (0.016, 0.007)) == "above"
+    assert st.compare((0.097, 0.045), (0.381, 0.016)) == "below"
+    assert st.compare((0.5, 0.0), (0.4, 0.0)) == "above"  # one seed: any difference counts
+    seeds = [seed_table(0.5 + 0.1 * i, 0.6) for i in range(3)]
+    for i, seed in enumerate(seeds):
+        seed["gloria"]["probe AUROC 1%"] = 0.60 + 0.05 * i
+        seed["global_only"]["probe AUROC 1%"] = 0.62 + 0.05 * i
+    low = next(line for line in st.findings(st.aggregate(seeds)) if line.startswith("Lowest label"))
+    assert low.endswith("GLoRIA within one standard deviation of global-only.")
