@@ -160,7 +160,7 @@ def _cell(stats: tuple[float, float] | None, n_seeds: int) -> str:
 def compare(a: tuple[float, float], b: tuple[float, float]) -> str:
     """'above', 'below' or 'within one standard deviation of': a mean against b, given both spreads."""
     (ma, sa), (mb, sb) = a, b
-    if abs(ma - mb) <= max(sa, sb):
+    if abs(ma - mb) <= max(sa, sb, 1e-9):
         return "within one standard deviation of"
     return "above" if ma > mb else "below"
 
@@ -182,11 +182,7 @@ def findings(agg: dict[str, dict[str, tuple[float, float]]]) -> list[str]:
     base = agg.get("random_init", {})
     for model in VARIANTS:
         cells = agg.get(model, {})
-        ahead = [
-            k
-            for k, (mean, std) in cells.items()
-            if k in base and mean - base[k][0] > max(std, base[k][1], 1e-9)
-        ]
+        ahead = [k for k, stats in cells.items() if k in base and compare(stats, base[k]) == "above"]
         lines.append(
             f"{TITLES[model]}: ahead of its random initialisation by more than one standard deviation on "
             f"{len(ahead)} of {len(cells)} metrics{' (' + ', '.join(ahead) + ')' if ahead else ''}."
