@@ -42,11 +42,19 @@ def batch(B: int, dtype: torch.dtype, T: int = 10, D: int = 16):
 )
 def test_gloria_loss_equals_loop(dtype, agg, chunk_size, recompute) -> None:
     image, text, counts = batch(6, dtype)
-    cfg = AlignmentConfig(local_agg=agg, local_weight=0.7, global_weight=1.3, word_temperature=4.0)
+    # three distinct temperatures, so that swapping any two of them fails
+    cfg = AlignmentConfig(
+        local_agg=agg,
+        local_weight=0.7,
+        global_weight=1.3,
+        attention_temperature=3.0,
+        word_temperature=6.0,
+        logit_temperature=9.0,
+    )
     out = gloria_loss(image, text, cfg, chunk_size=chunk_size, recompute=recompute)
     slots = [list(range(int(c) + 1)) for c in counts]
-    l0, l1 = local_loss_loop(image.regions, text.words, slots, 4.0, 4.0, 10.0, agg)
-    g0, g1 = global_loss_loop(image.embedding, text.embedding, 10.0)
+    l0, l1 = local_loss_loop(image.regions, text.words, slots, 3.0, 6.0, 9.0, agg)
+    g0, g1 = global_loss_loop(image.embedding, text.embedding, 9.0)
     ref = 0.7 * (l0 + l1) + 1.3 * (g0 + g1)
     assert out["loss"].dtype == dtype
     for key, value in (("loss", ref), ("local_loss", l0 + l1), ("global_loss", g0 + g1), ("local_i2t", l0)):

@@ -180,9 +180,14 @@ def test_wrong_inputs_raise(tiny_model: GLoRIA) -> None:
 
 
 def test_local_feature_scale_feeds_the_word_softmax_scaled_cosines(tiny_config) -> None:
-    """``alignment.local_feature_scale`` s: regions and words become unit vectors times sqrt(s) (padding
-    slots stay zero), so region . word = s x cosine; the global vectors are untouched."""
-    from gloria.alignment.attention import two_stage_attention
+    """``alignment.local_feature_scale`` s: inside ``gloria.alignment`` regions and words become unit vectors
+    times sqrt(s) (padding slots stay zero), so region . word = s x cosine; the encoders' outputs are the
+    model's own (no hidden step), and the losses and similarities apply the scale themselves."""
+    from dataclasses import replace
+
+    from gloria.alignment.attention import scaled_local_features, two_stage_attention
+    from gloria.alignment.similarity import default_local_similarity
+    from gloria.types import ImageFeatures
 
     torch.manual_seed(0)
     raw = GLoRIA(tiny_config).eval()
@@ -193,18 +198,35 @@ def test_local_feature_scale_feeds_the_word_softmax_scaled_cosines(tiny_config) 
     with torch.no_grad():
         a_img, b_img = raw.encode_images(images), scaled.encode_images(images)
         a_txt, b_txt = raw.encode_texts(tokens), scaled.encode_texts(tokens)
-    torch.testing.assert_close(b_img.embedding, a_img.embedding)
-    torch.testing.assert_close(b_txt.embedding, a_txt.embedding)
-    torch.testing.assert_close(b_img.regions.norm(dim=1), torch.full((2, 4, 4), 3.0))
-    norms = b_txt.words.norm(dim=1)
-    torch.testing.assert_close(norms[b_txt.word_mask], torch.full_like(norms[b_txt.word_mask], 3.0))
+    for a, b in ((a_img.regions, b_img.regions), (a_img.embedding, b_img.embedding)):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+    torch.testing.assert_close(b_txt.words, a_txt.words, rtol=0, atol=0)
+    regions = scaled_local_features(a_img.regions, 9.0)
+    words = scaled_local_features(a_txt.words, 9.0)
+    torch.testing.assert_close(regions.norm(dim=1), torch.full((2, 4, 4), 3.0))
+    norms = words.norm(dim=1)
+    torch.testing.assert_close(norms[a_txt.word_mask], torch.full_like(norms[a_txt.word_mask], 3.0))
+    zero = a_txt.words.norm(dim=1) == 0
+    assert bool(zero.any()) and bool((norms[zero] == 0).all())  # zero (padding) slots stay zero
+    torch.testing.assert_close(scaled_local_features(regions, 9.0), regions)  # idempotent
     cos = torch.nn.functional.cosine_similarity(
         a_img.regions.flatten(2)[0].unsqueeze(2), a_txt.words[0].unsqueeze(1), dim=0
     )  # [R, T]
-    dots = torch.einsum("dr,dt->rt", b_img.regions.flatten(2)[0], b_txt.words[0])
-    keep = b_txt.word_mask[0]
+    dots = torch.einsum("dr,dt->rt", regions.flatten(2)[0], words[0])
+    keep = a_txt.word_mask[0]
     torch.testing.assert_close(dots[:, keep], 9.0 * cos[:, keep])
-    _, attention = two_stage_attention(b_txt.words, b_img.regions, b_txt.word_mask, 4.0)
+    _, attention = two_stage_attention(words, regions, a_txt.word_mask, 4.0)
     assert torch.isfinite(attention).all()
+    # the scaled model's loss and similarity = the release maths on the scaled features
+    pre_img = ImageFeatures(regions=regions, embedding=a_img.embedding)
+    pre_txt = replace(a_txt, words=words)
+    ours, ref = scaled.compute_losses(a_img, a_txt), raw.compute_losses(pre_img, pre_txt)
+    for key in ("loss", "local_loss", "global_loss"):
+        torch.testing.assert_close(ours[key], ref[key])
+    assert not torch.allclose(ours["local_loss"], raw.compute_losses(a_img, a_txt)["local_loss"])
+    torch.testing.assert_close(
+        default_local_similarity(a_img.regions, a_txt.words, a_txt.word_mask, scaled.alignment),
+        default_local_similarity(regions, words, a_txt.word_mask, raw.alignment),
+    )
     with pytest.raises(ValueError, match="local_feature_scale must be > 0"):
         tiny_config.replace(alignment__local_feature_scale=0.0)

@@ -78,7 +78,13 @@ def _scores(
         for _, image in _image_chunks(model, imgs, chunk_size):
             globals_.append(cosine_matrix(image.embedding, text.embedding).cpu())
             if legacy:
-                local = legacy_local_similarity(image.regions, text.words, list(txts["cap_lens"]), prompts)
+                local = legacy_local_similarity(
+                    image.regions,
+                    text.words,
+                    list(txts["cap_lens"]),
+                    prompts,
+                    local_feature_scale=cfg.local_feature_scale,
+                )
             else:
                 local = default_local_similarity(image.regions, text.words, text.word_mask, cfg)
             locals_.append(local.cpu())

@@ -1,4 +1,5 @@
-"""The release's loss functions with its signatures (method.md section 4), computed by ``gloria.alignment``.
+"""The release's loss functions with its signatures (method.md section 4), computed by the one objective of
+``gloria.alignment.losses`` (its terms, on the local batch).
 
 ``global_loss`` and ``local_loss`` return (image->text, text->image) cross-entropies; ``attention_fn`` is the
 two-stage word->region attention. Shapes: B pairs, D dim, T word slots, h x w regions.
@@ -12,8 +13,13 @@ import torch
 from torch import Tensor
 
 from gloria.alignment.attention import attention_fn
-from gloria.alignment.local import local_scores
-from gloria.alignment.losses import contrastive_terms, global_loss_terms, matched_attention_maps
+from gloria.alignment.losses import (
+    global_loss_terms,
+    local_loss_terms,
+    matched_attention_maps,
+    word_mask_from_counts,
+)
+from gloria.config import AlignmentConfig
 
 
 def global_loss(
@@ -26,15 +32,15 @@ def global_loss(
 def cap_lens_mask(
     cap_lens: Sequence[int] | Tensor, batch: int, num_slots: int, device: torch.device
 ) -> Tensor:
-    """Slots 0..cap_lens[k]-1 of each text as a [B, T] mask; ValueError naming a bad entry."""
+    """Slots 0..cap_lens[k]-1 of each text as a [B, T] mask (``word_mask_from_counts`` of cap_lens - 1);
+    ValueError naming a bad entry."""
     lens = [int(c) for c in (cap_lens.tolist() if isinstance(cap_lens, Tensor) else cap_lens)]
     if len(lens) != batch:
         raise ValueError(f"cap_lens has {len(lens)} entries for a batch of {batch} texts")
     for k, c in enumerate(lens):
         if not 1 <= c <= num_slots:
             raise ValueError(f"cap_lens[{k}] = {c} is outside 1..{num_slots} (the word slots of words_emb)")
-    slots = torch.arange(num_slots, device=device)
-    return slots.unsqueeze(0) < torch.tensor(lens, device=device).unsqueeze(1)
+    return word_mask_from_counts(torch.tensor(lens, device=device) - 1, num_slots)
 
 
 def local_loss(
@@ -56,15 +62,13 @@ def local_loss(
             f"{tuple(img_features.shape)} and {tuple(words_emb.shape)}"
         )
     mask = cap_lens_mask(cap_lens, words_emb.shape[0], words_emb.shape[2], words_emb.device)
-    z = local_scores(
-        img_features,
-        words_emb,
-        mask,
+    cfg = AlignmentConfig(
         attention_temperature=temp1,
         word_temperature=temp2,
-        agg="sum" if agg == "sum" else "mean",
+        logit_temperature=temp3,
+        local_agg="sum" if agg == "sum" else "mean",
     )
-    loss0, loss1 = contrastive_terms(temp3 * z)
+    loss0, loss1 = local_loss_terms(img_features, words_emb, mask, cfg)
     with torch.no_grad():
         att_maps = matched_attention_maps(img_features, words_emb, mask, temp1)
     return loss0, loss1, att_maps

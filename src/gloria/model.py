@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gloria.alignment.options import LossOptions
 from gloria.config import AlignmentConfig, GloriaConfig
 from gloria.encoders.image import ImageEncoder
 from gloria.encoders.text import TextEncoder
@@ -60,11 +59,10 @@ class GLoRIA(nn.Module):
     # ------------------------------------------------------------------------------------------- encoding
 
     def encode_images(self, images: Tensor) -> ImageFeatures:
-        """images [B, 3, H, W] -> ImageFeatures(regions [B, D, h, w], embedding [B, D])."""
-        features = self.img_encoder(images)
-        if self.alignment.local_feature_scale is None:
-            return features
-        return dataclasses.replace(features, regions=self._scaled_local(features.regions))
+        """images [B, 3, H, W] -> ImageFeatures(regions [B, D, h, w], embedding [B, D]), the encoder's own
+        outputs (``alignment.local_feature_scale`` is applied by ``gloria.alignment``, where it is used)."""
+        features: ImageFeatures = self.img_encoder(images)
+        return features
 
     def encode_texts(self, batch: Mapping[str, Any]) -> TextFeatures:
         """``batch`` with ``caption_ids``, ``attention_mask``, ``token_type_ids`` [K, T] -> TextFeatures."""
@@ -76,28 +74,30 @@ class GLoRIA(nn.Module):
     def _text_features(
         self, ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None
     ) -> TextFeatures:
-        features = self.text_encoder(ids, attention_mask, token_type_ids)
-        if self.alignment.local_feature_scale is None:
-            return features
-        return dataclasses.replace(features, words=self._scaled_local(features.words))
-
-    def _scaled_local(self, local: Tensor) -> Tensor:
-        """``alignment.local_feature_scale`` s: unit vectors along dim 1 times sqrt(s) (zero slots stay 0)."""
-        scale = self.alignment.local_feature_scale
-        assert scale is not None
-        return F.normalize(local, dim=1) * math.sqrt(scale)
+        features: TextFeatures = self.text_encoder(ids, attention_mask, token_type_ids)
+        return features
 
     def compute_losses(
-        self, image: ImageFeatures, text: TextFeatures, *, legacy_word_counts: bool = False
+        self,
+        image: ImageFeatures,
+        text: TextFeatures,
+        *,
+        legacy_word_counts: bool = False,
+        options: LossOptions | None = None,
     ) -> dict[str, Tensor]:
-        """The GLoRIA objective (method.md 4) -> {"loss", "global_loss", "local_loss", ...} scalars.
+        """The GLoRIA objective (method.md 4, ``gloria.alignment.losses.gloria_objective``) ->
+        {"loss", "global_loss", "local_loss", and the four terms} scalars.
 
         ``legacy_word_counts`` uses the release's word count (words not starting with "[") for the local
-        slots instead of the true count.
+        slots instead of the true count. Without ``options``: the local batch only (no gathering).
         """
-        from gloria.alignment.losses import gloria_loss
+        from gloria.alignment.losses import gloria_objective
 
-        return gloria_loss(image, text, self.alignment, legacy_word_counts=legacy_word_counts)
+        if options is None:
+            options = LossOptions(legacy_word_counts=legacy_word_counts, gather_negatives=False)
+        elif legacy_word_counts:
+            options = dataclasses.replace(options, legacy_word_counts=True)
+        return gloria_objective(image, text, self.alignment, options)
 
     # ---------------------------------------------------------------------------------- release inputs
 
@@ -240,6 +240,10 @@ class GLoRIA(nn.Module):
         losses = self.compute_losses(image, text, legacy_word_counts=True)
         with torch.no_grad():
             attn_maps = matched_attention_maps(
-                img_emb_l, text_emb_l, word_mask, self.alignment.attention_temperature
+                img_emb_l,
+                text_emb_l,
+                word_mask,
+                self.alignment.attention_temperature,
+                self.alignment.local_feature_scale,
             )
         return losses["loss"], attn_maps

@@ -6,7 +6,10 @@ D embedding dim, T word slots, h x w regions, R = h * w.
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -32,6 +35,15 @@ def check_regions_words(regions: Tensor, words: Tensor, word_mask: Tensor | None
         empty = (~word_mask.any(dim=1)).nonzero().flatten().tolist()
         if empty:
             raise ValueError(f"word_mask selects no word slot for text(s) {empty[:10]}")
+
+
+def scaled_local_features(local: Tensor, scale: float | None) -> Tensor:
+    """``alignment.local_feature_scale`` s applied to regions [N,D,h,w] or words [K,D,T]: unit vectors along
+    dim 1 (D) times sqrt(s), so the word softmax sees s x cosine; zero slots stay 0. ``None``: unchanged
+    (the release). Idempotent, so features that already went through it are unchanged by it."""
+    if scale is None:
+        return local
+    return F.normalize(local, dim=1) * math.sqrt(scale)
 
 
 def two_stage_attention(

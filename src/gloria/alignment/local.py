@@ -119,19 +119,28 @@ def _block_scores(
     return z
 
 
-def _pack_words(words: Tensor, word_mask: Tensor, index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Texts ``index`` with their masked slots moved to the front, padded to the longest of them.
+def _packed_chunks(
+    words: Tensor, word_mask: Tensor, chunks: list[Tensor]
+) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """Each chunk's texts with their masked slots moved to the front, padded to the chunk's longest text.
 
-    words [K,D,T], word_mask [K,T] -> (words [D, k*L], norms [k, L], mask [k, L]).
+    words [K,D,T], word_mask [K,T] -> per chunk (words [D, k*L], norms [k, L], mask [k, L]). One gather
+    and one split for all chunks, so backward scatters into the [K, D, T] gradient once, not per chunk.
     """
-    sub_mask = word_mask[index]  # [k, T]
+    text_order = torch.cat(chunks)
+    sub_mask = word_mask[text_order]  # [K, T], texts in chunk order
+    order = torch.argsort((~sub_mask).to(torch.int8), dim=1, stable=True)  # masked slots first
+    moved = words[text_order].gather(2, order.unsqueeze(1).expand(-1, words.shape[1], -1))  # [K, D, T]
     counts = sub_mask.sum(dim=1)
-    L = int(counts.max())
-    order = torch.argsort((~sub_mask).to(torch.int8), dim=1, stable=True)[:, :L]  # masked slots first
-    sub = words[index].gather(2, order.unsqueeze(1).expand(-1, words.shape[1], -1))  # [k, D, L]
-    mask = torch.arange(L, device=words.device).unsqueeze(0) < counts.unsqueeze(1)
-    norms = torch.linalg.vector_norm(sub, dim=1)  # [k, L]
-    return sub.permute(1, 0, 2).reshape(words.shape[1], -1), norms, mask
+    out = []
+    sizes = [len(c) for c in chunks]
+    for sub, cnt in zip(torch.split(moved, sizes), torch.split(counts, sizes)):
+        L = int(cnt.max())
+        sub = sub[:, :, :L]  # [k, D, L]
+        mask = torch.arange(L, device=words.device).unsqueeze(0) < cnt.unsqueeze(1)
+        norms = torch.linalg.vector_norm(sub, dim=1)  # [k, L]
+        out.append((sub.permute(1, 0, 2).reshape(words.shape[1], -1), norms, mask))
+    return out
 
 
 def plan_text_chunks(word_mask: Tensor, rows: int, chunk_size: int | None = None) -> list[Tensor]:
@@ -146,6 +155,36 @@ def plan_text_chunks(word_mask: Tensor, rows: int, chunk_size: int | None = None
     return list(torch.split(order, chunk_size))
 
 
+def plan_image_block(num_images: int, regions: int, longest: int, image_chunk_size: int | None = None) -> int:
+    """Images per block: ``image_chunk_size``, or by default all of them while one text's block of
+    [images, regions, longest] fits ``DEFAULT_BLOCK_ELEMENTS``, else as many as fit (at least one), so that
+    no block grows with the batch."""
+    if image_chunk_size is not None:
+        return min(image_chunk_size, num_images)
+    return max(1, min(num_images, DEFAULT_BLOCK_ELEMENTS // (regions * max(longest, 1))))
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Free memory of ``device``: CUDA's free bytes, else the host's MemAvailable (4 GiB if unknown)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+def kept_attention_bytes(num_images: int, regions: int, packed_slots: int, dtype: torch.dtype) -> int:
+    """Bytes the blocks keep for backward without recompute: four [images, regions, slots] tensors
+    (a, p, alpha, G alpha), ``packed_slots`` = sum over text blocks of texts * padded words."""
+    return 4 * num_images * regions * packed_slots * torch.finfo(dtype).bits // 8
+
+
 def local_scores(
     regions: Tensor,
     words: Tensor,
@@ -156,7 +195,7 @@ def local_scores(
     agg: ScoreAggregation = "sum",
     chunk_size: int | None = None,
     image_chunk_size: int | None = None,
-    recompute: bool = False,
+    recompute: bool | Literal["auto"] = "auto",
     eps: float = 1e-8,
 ) -> Tensor:
     """Local scores of every image against every text: regions [N,D,h,w], words [K,D,T], mask [K,T] -> [N,K].
@@ -164,9 +203,11 @@ def local_scores(
     ``agg="sum"``: log sum_j exp(word_temperature * R[i,k,j]) over the masked slots; ``"mean"``: the mean
     inside the log; ``"max"``: word_temperature * max_j R (the release's zero-shot form). No logit
     temperature. Cosines are dot / clamp(norm_a * norm_b, min=eps), as in the release.
-    ``chunk_size`` texts per block (default: as many as fit ``DEFAULT_BLOCK_ELEMENTS``), ``image_chunk_size``
-    images per block (default all). ``recompute=True`` recomputes each block in backward
-    (torch.utils.checkpoint), so saved memory is O(N*R*R + N*K) instead of O(N*K*T*R).
+    ``chunk_size`` texts per block, ``image_chunk_size`` images per block (defaults: blocks within
+    ``DEFAULT_BLOCK_ELEMENTS``, see ``plan_image_block`` and ``plan_text_chunks``). ``recompute=True``
+    recomputes each block in backward (torch.utils.checkpoint), so saved memory is O(N*R*R + N*K) instead
+    of O(N*K*T*R); ``"auto"`` (default) does so when the kept attention (``kept_attention_bytes``) would
+    exceed half of ``free_memory_bytes``. Values and gradients are the same either way.
     """
     if torch.is_autocast_enabled(regions.device.type):
         # Under mixed precision the scores are still computed in float32: word cosines multiplied by the
@@ -192,24 +233,31 @@ def local_scores(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     if image_chunk_size is not None and image_chunk_size < 1:
         raise ValueError(f"image_chunk_size must be >= 1, got {image_chunk_size}")
+    if recompute not in (True, False, "auto"):
+        raise ValueError(f"recompute must be True, False or 'auto', got {recompute!r}")
     word_mask = word_mask.to(words.device)
     N, D, h, w = regions.shape
     K = words.shape[0]
     R = h * w
+    longest = int(word_mask.sum(dim=1).max())
+    n_img = plan_image_block(N, R, longest, image_chunk_size)
+    chunks = plan_text_chunks(word_mask, n_img * R, chunk_size)
+    packed_chunks = _packed_chunks(words, word_mask, chunks)
     values_t = regions.reshape(N, D, R).transpose(1, 2).contiguous()  # [N, R, D]
-    n_img = N if image_chunk_size is None else image_chunk_size
-    chunks = plan_text_chunks(word_mask, min(n_img, N) * R, chunk_size)
-    image_blocks = []
-    for i0 in range(0, N, n_img):
-        vt = values_t[i0 : i0 + n_img]
-        image_blocks.append((vt, torch.bmm(vt, vt.transpose(1, 2))))  # regions, Gram [n, R, R]
+    image_blocks = [(vt, torch.bmm(vt, vt.transpose(1, 2))) for vt in torch.split(values_t, n_img)]
+    grad_needed = torch.is_grad_enabled() and (regions.requires_grad or words.requires_grad)
+    if recompute == "auto":
+        slots = sum(mask.numel() for _, _, mask in packed_chunks)
+        kept = kept_attention_bytes(N, R, slots, regions.dtype)
+        recompute = grad_needed and kept > free_memory_bytes(regions.device) // 2
+        if recompute:
+            log.debug("local scores: recomputing blocks in backward (%.0f MiB would be kept)", kept / 2**20)
     columns = []
-    for index in chunks:
-        packed, norms, mask = _pack_words(words, word_mask, index)
+    for packed, norms, mask in packed_chunks:
         rows = []
         for vt, gram in image_blocks:
             args = (vt, gram, packed, norms, mask, attention_temperature, word_temperature, agg, eps)
-            if recompute and torch.is_grad_enabled():
+            if recompute and grad_needed:
                 rows.append(checkpoint(_block_scores, *args, use_reentrant=False))
             else:
                 rows.append(_block_scores(*args))
@@ -218,5 +266,5 @@ def local_scores(
     text_order = torch.cat(chunks)
     inverse = torch.empty_like(text_order)
     inverse[text_order] = torch.arange(K, device=text_order.device)
-    log.debug("local scores: %d images x %d texts in %d text chunks", N, K, len(chunks))
+    log.debug("local scores: %d images x %d texts in %d x %d blocks", N, K, len(image_blocks), len(chunks))
     return by_length[:, inverse]

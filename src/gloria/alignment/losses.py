@@ -1,38 +1,84 @@
-"""The contrastive objectives of GLoRIA (method.md section 4): global and local image-text losses,
+"""The contrastive objective of GLoRIA (method.md section 4), one implementation for one and N processes:
 L = w_local * (CE(S_l) + CE(S_l^T)) + w_global * (CE(S_g) + CE(S_g^T)), and the matched pairs' attention maps.
+
+With ``LossOptions.gather_negatives`` and several processes, each process scores its rows and columns of the
+global score matrix against every process's pairs (``gloria.alignment.gather``); with one process (or
+without gathering) both come from the one [B, B] matrix, computed once. Training, ``GLoRIA.compute_losses``
+and ``gloria.loss`` all call ``gloria_objective``.
 
 Shapes: B matched image-text pairs, D embedding dim, T word slots, h x w regions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from gloria.alignment.attention import check_regions_words, two_stage_attention
-from gloria.alignment.similarity import cosine_matrix, default_local_similarity
+from gloria.alignment.attention import check_regions_words, scaled_local_features, two_stage_attention
+from gloria.alignment.gather import block_contrastive_terms, gather_no_grad, gather_with_grad, world
+from gloria.alignment.options import LossOptions, Recompute
+from gloria.alignment.similarity import cosine_matrix, local_logits
 from gloria.config import AlignmentConfig
 from gloria.types import ImageFeatures, TextFeatures
 
+LOSS_KEYS = ("loss", "global_loss", "local_loss", "global_i2t", "global_t2i", "local_i2t", "local_t2i")
 
-def contrastive_terms(logits: Tensor) -> tuple[Tensor, Tensor]:
+
+def contrastive_terms(logits: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """logits [B,B] (row i image, column k text) -> (CE(S, arange), CE(S^T, arange)), image->text first."""
     if logits.dim() != 2 or logits.shape[0] != logits.shape[1]:
         raise ValueError(f"contrastive logits must be square [B, B], got {tuple(logits.shape)}")
-    labels = torch.arange(logits.shape[0], device=logits.device)
-    return F.cross_entropy(logits, labels), F.cross_entropy(logits.t(), labels)
+    return block_contrastive_terms(logits, logits, 0, targets)
+
+
+def _pair_terms(
+    score: Callable[[tuple[Tensor, ...], tuple[Tensor, ...]], Tensor],
+    images: tuple[Tensor, ...],
+    texts: tuple[Tensor, ...],
+    *,
+    gather: bool,
+    targets: Tensor | None,
+) -> tuple[Tensor, Tensor]:
+    """(image->text, text->image) cross-entropies of ``score(images, texts)`` [n, k], this process's pairs.
+
+    Every tensor is [B, ...] (pair i = images[.][i] with texts[.][i]); floating tensors are gathered with
+    gradient, the others (masks) without. Without gathering, or with one process, one [B, B] matrix serves
+    rows and columns.
+    """
+    rank, size = world()
+    if not gather or size == 1:
+        scores = score(images, texts)
+        return block_contrastive_terms(scores, scores, 0, targets)
+
+    def everyone(parts: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        return tuple(gather_with_grad(t) if t.is_floating_point() else gather_no_grad(t) for t in parts)
+
+    rows = score(images, everyone(texts))  # [B, NB]: this rank's images vs every text
+    cols = score(everyone(images), texts)  # [NB, B]: every image vs this rank's texts
+    return block_contrastive_terms(rows, cols, rank * images[0].shape[0], targets)
 
 
 def global_loss_terms(
-    img: Tensor, txt: Tensor, temperature: float = 10.0, eps: float = 1e-8
+    img: Tensor,
+    txt: Tensor,
+    temperature: float = 10.0,
+    eps: float = 1e-8,
+    *,
+    gather: bool = False,
+    targets: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """img [B,D], txt [B,D] -> (l_i2t, l_t2i) of S_g = temperature * cos(img_i, txt_k)."""
     if img.shape != txt.shape:
         raise ValueError(
             f"global loss needs matched [B, D] embeddings, got {tuple(img.shape)} and {tuple(txt.shape)}"
         )
-    return contrastive_terms(temperature * cosine_matrix(img, txt, eps))
+
+    def score(i: tuple[Tensor, ...], t: tuple[Tensor, ...]) -> Tensor:
+        return temperature * cosine_matrix(i[0], t[0], eps)
+
+    return _pair_terms(score, (img,), (txt,), gather=gather, targets=targets)
 
 
 def local_loss_terms(
@@ -40,20 +86,34 @@ def local_loss_terms(
     words: Tensor,
     word_mask: Tensor,
     cfg: AlignmentConfig,
+    options: LossOptions | None = None,
     *,
     chunk_size: int | None = None,
-    recompute: bool = False,
+    recompute: Recompute | None = None,
+    targets: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """regions [B,D,h,w], words [B,D,T], word_mask [B,T] -> (l_i2t, l_t2i) of S_l = logit_temperature * Z."""
+    """regions [B,D,h,w], words [B,D,T], word_mask [B,T] -> (l_i2t, l_t2i) of S_l = logit_temperature * Z,
+    with ``cfg.local_feature_scale`` applied here. ``chunk_size`` / ``recompute`` override ``options``'
+    ``texts_per_block`` / ``recompute``."""
     check_regions_words(regions, words, word_mask)
     if regions.shape[0] != words.shape[0]:
         raise ValueError(
             f"local loss needs matched pairs: regions {tuple(regions.shape)}, words {tuple(words.shape)}"
         )
-    scores = default_local_similarity(
-        regions, words, word_mask, cfg, chunk_size=chunk_size, recompute=recompute
-    )  # logit_temperature * Z
-    return contrastive_terms(scores)
+    opts = options or LossOptions(gather_negatives=False)
+    blocks = {
+        "chunk_size": opts.texts_per_block if chunk_size is None else chunk_size,
+        "image_chunk_size": opts.images_per_block,
+        "recompute": opts.recompute if recompute is None else recompute,
+    }
+    scale = cfg.local_feature_scale
+    regions, words = scaled_local_features(regions, scale), scaled_local_features(words, scale)
+    word_mask = word_mask.to(device=words.device, dtype=torch.bool)
+
+    def score(i: tuple[Tensor, ...], t: tuple[Tensor, ...]) -> Tensor:
+        return local_logits(i[0], t[0], t[1], cfg, **blocks)
+
+    return _pair_terms(score, (regions,), (words, word_mask), gather=opts.gather_negatives, targets=targets)
 
 
 def loss_word_mask(
@@ -69,27 +129,37 @@ def loss_word_mask(
 
 
 def word_mask_from_counts(counts: Tensor, num_slots: int) -> Tensor:
-    """[K] word counts n_k -> [K, T] bool mask of slots 0..n_k (CLS and the words)."""
+    """[K] word counts n_k -> [K, T] bool mask of slots 0..n_k (CLS and the words): the one slot rule
+    (the release's ``cap_lens`` c_k is n_k + 1 slots)."""
     return torch.arange(num_slots, device=counts.device).unsqueeze(0) <= counts.unsqueeze(1)
 
 
-def gloria_loss(
+def gloria_objective(
     image: ImageFeatures,
     text: TextFeatures,
     cfg: AlignmentConfig,
-    word_mask: Tensor | None = None,
+    options: LossOptions | None = None,
     *,
-    legacy_word_counts: bool = False,
-    chunk_size: int | None = None,
-    recompute: bool = False,
+    word_mask: Tensor | None = None,
+    targets: Tensor | None = None,
 ) -> dict[str, Tensor]:
-    """Total loss of a batch of B matched pairs: {"loss", "global_loss", "local_loss", and the four terms
-    "global_i2t", "global_t2i", "local_i2t", "local_t2i"}; every value a scalar in the inputs' dtype."""
-    mask = loss_word_mask(text, word_mask, legacy_word_counts)
-    l_i2t, l_t2i = local_loss_terms(
-        image.regions, text.words, mask, cfg, chunk_size=chunk_size, recompute=recompute
+    """The GLoRIA loss of this process's B pairs: {"loss", "global_loss", "local_loss", and the four terms
+    "global_i2t", "global_t2i", "local_i2t", "local_t2i"}; every value a scalar in the inputs' dtype.
+
+    image.regions [B,D,h,w], image.embedding [B,D], text.words [B,D,T], text.embedding [B,D]; ``options``
+    default: ``LossOptions()`` (negatives gathered under several processes). ``word_mask`` [B,T] replaces the
+    slots of ``options.legacy_word_counts`` / ``text.word_mask``. ``targets`` [M, M] over every gathered pair
+    (M = processes * B) replaces the one-hot targets (see ``block_contrastive_terms``).
+    """
+    opts = options or LossOptions()
+    B = image.embedding.shape[0]
+    if text.embedding.shape[0] != B:
+        raise ValueError(f"{B} images but {text.embedding.shape[0]} texts: pairs must match one to one")
+    mask = loss_word_mask(text, word_mask, opts.legacy_word_counts)
+    l_i2t, l_t2i = local_loss_terms(image.regions, text.words, mask, cfg, opts, targets=targets)
+    g_i2t, g_t2i = global_loss_terms(
+        image.embedding, text.embedding, cfg.logit_temperature, gather=opts.gather_negatives, targets=targets
     )
-    g_i2t, g_t2i = global_loss_terms(image.embedding, text.embedding, cfg.logit_temperature)
     local = l_i2t + l_t2i
     glob = g_i2t + g_t2i
     return {
@@ -103,20 +173,52 @@ def gloria_loss(
     }
 
 
+def gloria_loss(
+    image: ImageFeatures,
+    text: TextFeatures,
+    cfg: AlignmentConfig,
+    word_mask: Tensor | None = None,
+    *,
+    legacy_word_counts: bool = False,
+    chunk_size: int | None = None,
+    recompute: Recompute = "auto",
+    gather: bool = False,
+    targets: Tensor | None = None,
+) -> dict[str, Tensor]:
+    """``gloria_objective`` with its options as keywords (``chunk_size``: texts per block); by default the
+    local batch only (``gather=True``: negatives from every process)."""
+    options = LossOptions(
+        legacy_word_counts=legacy_word_counts,
+        gather_negatives=gather,
+        texts_per_block=chunk_size,
+        recompute=recompute,
+    )
+    return gloria_objective(image, text, cfg, options, word_mask=word_mask, targets=targets)
+
+
 def matched_attention_maps(
-    regions: Tensor, words: Tensor, word_mask: Tensor, attention_temperature: float
+    regions: Tensor,
+    words: Tensor,
+    word_mask: Tensor,
+    attention_temperature: float,
+    local_feature_scale: float | None = None,
 ) -> list[Tensor]:
     """Attention of text k's masked slots over image k's regions: a list of B tensors [1, n_k, h, w]
     (n_k = slots selected for text k, in slot order), as the release's ``calc_loss`` returned them."""
+    regions = scaled_local_features(regions, local_feature_scale)
+    words = scaled_local_features(words, local_feature_scale)
     _, attention = two_stage_attention(words, regions, word_mask, attention_temperature)  # [B, T, h, w]
     return [attention[k, word_mask[k]].unsqueeze(0) for k in range(attention.shape[0])]
 
 
 __all__ = [
+    "LOSS_KEYS",
     "contrastive_terms",
     "global_loss_terms",
     "gloria_loss",
+    "gloria_objective",
     "local_loss_terms",
     "loss_word_mask",
     "matched_attention_maps",
+    "word_mask_from_counts",
 ]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from gloria.alignment.attention import check_regions_words
+from gloria.alignment.attention import check_regions_words, scaled_local_features
 from gloria.alignment.local import local_scores
 from gloria.config import AlignmentConfig
 
@@ -37,11 +37,11 @@ def zscore(x: Tensor, dim: int) -> Tensor:
     return centred / std.clamp_min(torch.finfo(x.dtype).tiny)
 
 
-def default_local_similarity(
+def local_logits(
     regions: Tensor, words: Tensor, word_mask: Tensor, cfg: AlignmentConfig, **options: object
 ) -> Tensor:
-    """The training formula: logit_temperature * log sum_j exp(word_temperature * R) over CLS and the real
-    words (``word_mask``), with the model's temperatures. regions [N,D,h,w], words [K,D,T] -> [N,K]."""
+    """logit_temperature * log sum_j exp(word_temperature * R) over ``word_mask``, on features already
+    through ``scaled_local_features`` (the objective scales once before gathering). -> [N, K]."""
     z = local_scores(
         regions,
         words,
@@ -52,6 +52,18 @@ def default_local_similarity(
         **options,  # type: ignore[arg-type]
     )
     return cfg.logit_temperature * z
+
+
+def default_local_similarity(
+    regions: Tensor, words: Tensor, word_mask: Tensor, cfg: AlignmentConfig, **options: object
+) -> Tensor:
+    """The training formula: logit_temperature * log sum_j exp(word_temperature * R) over CLS and the real
+    words (``word_mask``), with the model's temperatures and ``local_feature_scale``.
+    regions [N,D,h,w], words [K,D,T] -> [N,K]."""
+    scale = cfg.local_feature_scale
+    return local_logits(
+        scaled_local_features(regions, scale), scaled_local_features(words, scale), word_mask, cfg, **options
+    )
 
 
 def retrieval_local_similarity(
@@ -89,18 +101,21 @@ def legacy_local_similarity(
     words: Tensor,
     cap_lens: Sequence[int],
     prompts: Sequence[str] | None = None,
+    *,
+    local_feature_scale: float | None = None,
     **options: object,
 ) -> Tensor:
     """The release's zero-shot local similarity: slots 1..c_k (c_k = ``cap_lens[k]``, running past the words
     into [SEP] and zero slots, as the release did), attention temperature 4, 5 * max_j R, no logit
-    temperature. regions [N,D,h,w], words [K,D,T] -> [N,K]."""
+    temperature; a model's ``local_feature_scale`` (not in the release) when given.
+    regions [N,D,h,w], words [K,D,T] -> [N,K]."""
     check_regions_words(regions, words)
     if len(cap_lens) != words.shape[0]:
         raise ValueError(f"cap_lens has {len(cap_lens)} entries for words {tuple(words.shape)}")
     mask = legacy_word_mask(cap_lens, words.shape[2], prompts).to(words.device)
     return local_scores(
-        regions,
-        words,
+        scaled_local_features(regions, local_feature_scale),
+        scaled_local_features(words, local_feature_scale),
         mask,
         attention_temperature=LEGACY_ATTENTION_TEMPERATURE,
         word_temperature=LEGACY_WORD_TEMPERATURE,

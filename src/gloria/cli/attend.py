@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             readout=args.readout,
             attention_temperature=cfg.alignment.attention_temperature,
             cosine_temperature=cfg.alignment.logit_temperature,
+            local_feature_scale=cfg.alignment.local_feature_scale,
         )[0]
     n_words = int(text.word_mask[0].sum()) - 1  # slots 1..n
     if n_words < 1:

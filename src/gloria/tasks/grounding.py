@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from gloria.alignment.attention import check_regions_words, two_stage_attention
+from gloria.alignment.attention import check_regions_words, scaled_local_features, two_stage_attention
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ def word_maps(
     readout: Readout = "two_stage",
     attention_temperature: float = 4.0,
     cosine_temperature: float = 10.0,
+    local_feature_scale: float | None = None,
 ) -> Tensor:
     """Per-word maps over regions of matched pairs: regions [K,D,h,w], words [K,D,T], mask [K,T] -> [K,T,h,w].
 
@@ -69,6 +70,8 @@ def word_maps(
         raise ValueError(
             f"matched pairs need K images and K texts, got {regions.shape[0]} and {words.shape[0]}"
         )
+    regions = scaled_local_features(regions, local_feature_scale)  # the model's alignment.local_feature_scale
+    words = scaled_local_features(words, local_feature_scale)
     K, D, h, w = regions.shape
     if readout == "two_stage":
         return two_stage_attention(words, regions, word_mask, attention_temperature)[1]
@@ -339,6 +342,7 @@ def evaluate_grounding(
                 readout=readout,
                 attention_temperature=cfg.alignment.attention_temperature,
                 cosine_temperature=cfg.alignment.logit_temperature,
+                local_feature_scale=cfg.alignment.local_feature_scale,
             )[0]
             maps[readout] = to_original(phrase_map(wm, slots), geom)
         maps["random"] = to_original(torch.from_numpy(random_map(h, w, rng)), geom)

@@ -171,7 +171,8 @@ def zero_shot_scores(
             cap_lens = [prompts.encoded.cap_lens[int(i)] for i in idx]
             texts = [prompts.texts[int(i)] for i in idx]
             glob = cosine_matrix(img_emb, emb)
-            local = legacy_local_similarity(regions, words, cap_lens, texts)
+            scale = alignment.local_feature_scale
+            local = legacy_local_similarity(regions, words, cap_lens, texts, local_feature_scale=scale)
             out.append(_per_class(combine_legacy(glob, local), owner, C, "max"))
             continue
         local = default_local_similarity(regions, words, mask, alignment)

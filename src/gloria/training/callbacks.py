@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from gloria.alignment.attention import two_stage_attention
+from gloria.alignment.attention import scaled_local_features, two_stage_attention
 from gloria.model import GLoRIA
 from gloria.training.samplers import draw_seed
 
@@ -169,8 +169,12 @@ class AttentionSnapshots(Callback):
                 tokens = model.process_text([it["text"] for it in items], pl_module.device)
                 image = model.encode_images(images)
                 text = model.encode_texts(tokens)
+                scale = model.alignment.local_feature_scale
                 _, attention = two_stage_attention(
-                    text.words, image.regions, text.word_mask, model.alignment.attention_temperature
+                    scaled_local_features(text.words, scale),
+                    scaled_local_features(image.regions, scale),
+                    text.word_mask,
+                    model.alignment.attention_temperature,
                 )  # [K, T, h, w]
         finally:
             model.train(was_training)

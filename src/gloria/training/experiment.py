@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import re
 import types
 import typing
@@ -19,7 +20,10 @@ from typing import Any, Literal
 
 import yaml
 
+from gloria.alignment.options import LossOptions
 from gloria.config import GloriaConfig, config_from_dict, preset
+
+log = logging.getLogger(__name__)
 
 Task = Literal["pretrain", "classification", "segmentation"]
 DataSource = Literal["image_report", "chexpert", "rsna", "siim"]
@@ -40,10 +44,7 @@ class ModelSection:
     preset: str = "gloria_resnet50"
     config: Mapping[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
-    legacy_word_counts: bool = False  # local loss over the release's word counts (method.md section 4)
     freeze_encoder: bool = True  # classification: linear probe (True) or full fine-tune (False)
-    local_chunk_size: int | None = None  # local loss: images per chunk (bounds memory)
-    local_recompute: bool = False  # local loss: recompute attention in backward instead of storing it
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,9 @@ class TrainerSection:
     gradient_clip_val: float | None = None
     accumulate_grad_batches: int = 1
     sync_batchnorm: bool = False
-    gather_negatives: bool = True  # pretraining under DDP: negatives from every process, with gradient
+    # pretraining: split each batch into this many chunks for the encoders, with the contrastive loss over
+    # the whole batch (gradient caching: a batch of data.batch_size at the memory of one chunk)
+    grad_cache_chunks: int = 1
     monitor: str = "val_loss"
     monitor_mode: Literal["min", "max"] = "min"
     early_stopping_patience: int | None = 10
@@ -158,6 +161,7 @@ class ExperimentConfig:
     scheduler: SchedulerSection = field(default_factory=SchedulerSection)
     trainer: TrainerSection = field(default_factory=TrainerSection)
     snapshots: SnapshotSection = field(default_factory=SnapshotSection)
+    loss: LossOptions = field(default_factory=LossOptions)  # pretraining's objective (gloria.alignment)
 
     def gloria_config(self) -> GloriaConfig:
         """The model configuration: the preset with ``model.config`` merged in (errors name the key)."""
@@ -268,9 +272,40 @@ def _build(cls: type[Any], data: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
+# keys of earlier versions, now in the ``loss`` section: (section, old name) -> new name in ``loss``
+MOVED_LOSS_KEYS = {
+    ("model", "legacy_word_counts"): "legacy_word_counts",
+    ("model", "local_chunk_size"): "texts_per_block",  # it always counted texts
+    ("model", "local_recompute"): "recompute",
+    ("trainer", "gather_negatives"): "gather_negatives",
+}
+
+
+def _move_loss_keys(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Earlier files' loss keys (``model.local_chunk_size`` ...) moved into ``loss``, with a warning."""
+    if not any(isinstance(data.get(sec), Mapping) and old in data[sec] for sec, old in MOVED_LOSS_KEYS):
+        return data
+    out = copy.deepcopy(dict(data))
+    loss = dict(out.get("loss") or {})
+    for (section, old), new in MOVED_LOSS_KEYS.items():
+        part = out.get(section)
+        if isinstance(part, Mapping) and old in part:
+            part = dict(part)
+            value = part.pop(old)
+            out[section] = part
+            if new in loss:
+                raise ValueError(
+                    f"config keys '{section}.{old}' and 'loss.{new}' both given; keep 'loss.{new}'"
+                )
+            loss[new] = value
+            log.warning("config key '%s.%s' is now 'loss.%s'", section, old, new)
+    out["loss"] = loss
+    return out
+
+
 def experiment_from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
     """Validate a nested mapping into an :class:`ExperimentConfig` (missing keys take defaults)."""
-    cfg: ExperimentConfig = _build(ExperimentConfig, data, "")
+    cfg: ExperimentConfig = _build(ExperimentConfig, _move_loss_keys(data), "")
     _check_values(cfg)
     cfg.gloria_config()  # validates model.preset and model.config early
     return cfg
@@ -282,6 +317,7 @@ def _check_values(cfg: ExperimentConfig) -> None:
         "data.batch_size": d.batch_size,
         "optim.lr": o.lr,
         "trainer.accumulate_grad_batches": t.accumulate_grad_batches,
+        "trainer.grad_cache_chunks": t.grad_cache_chunks,
         "trainer.num_nodes": t.num_nodes,
         "snapshots.every_n_epochs": cfg.snapshots.every_n_epochs,
     }
@@ -318,6 +354,16 @@ def _check_values(cfg: ExperimentConfig) -> None:
         raise ValueError(f"task 'segmentation' needs data.source 'siim', got {d.source!r}")
     if cfg.task == "pretrain" and d.source != "image_report":
         raise ValueError(f"task 'pretrain' needs data.source 'image_report', got {d.source!r}")
+    if t.grad_cache_chunks > 1:
+        if cfg.task != "pretrain":
+            raise ValueError(
+                f"config key 'trainer.grad_cache_chunks' is for task 'pretrain', not {cfg.task!r}"
+            )
+        if t.accumulate_grad_batches != 1:
+            raise ValueError(
+                "config keys 'trainer.grad_cache_chunks' and 'trainer.accumulate_grad_batches' cannot both "
+                "be > 1: gradient caching already gives one contrastive batch of data.batch_size per step"
+            )
 
 
 # ------------------------------------------------------------------------------------ files, overrides

@@ -13,57 +13,45 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import sigmoid_focal_loss
 
+from gloria.alignment.losses import gloria_objective
+from gloria.alignment.options import LossOptions
 from gloria.model import GLoRIA
-from gloria.training.distributed import gathered_gloria_loss
 from gloria.types import ImageFeatures, TextFeatures
 
 FOCAL_WEIGHT = 10.0  # the release's segmentation loss: 10 * focal - log(dice)
 FOCAL_GAMMA = 2.0
+TRAINING_LOSS_KEYS = ("loss", "global_loss", "local_loss")  # logged as train_/val_/test_<key>
 
 
 class PretrainObjective:
     """{"image" [B,3,H,W], "text" list[str] (B)} -> {"loss", "global_loss", "local_loss"}.
 
-    Texts are cleaned and tokenised by ``model.process_text``; with ``gather`` and several processes the
-    negatives come from every process (``gathered_gloria_loss``).
+    Texts are cleaned and tokenised by ``model.process_text`` (``encode``); ``loss`` is the GLoRIA objective
+    (``gloria.alignment.losses.gloria_objective``) with ``options``: with ``gather_negatives`` and several
+    processes the negatives come from every process.
     """
 
-    def __init__(
-        self,
-        model: GLoRIA,
-        *,
-        gather: bool = True,
-        legacy_word_counts: bool = False,
-        chunk_size: int | None = None,
-        recompute: bool = False,
-    ) -> None:
+    def __init__(self, model: GLoRIA, options: LossOptions | None = None) -> None:
         self.model = model
-        self.gather = gather
-        self.legacy_word_counts = legacy_word_counts
-        self.chunk_size = chunk_size
-        self.recompute = recompute
+        self.options = options or LossOptions()
 
     def encode(self, batch: Mapping[str, Any]) -> tuple[ImageFeatures, TextFeatures]:
         images: Tensor = batch["image"]
         tokens = self.model.process_text(list(batch["text"]), images.device)
         return self.model.encode_images(images), self.model.encode_texts(tokens)
 
-    def __call__(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
-        image, text = self.encode(batch)
+    def loss(self, image: ImageFeatures, text: TextFeatures) -> dict[str, Tensor]:
+        """The objective of encoded pairs -> {"loss", "global_loss", "local_loss"}."""
         # the contrastive losses run in float32 outside autocast (16-mixed / bf16-mixed encoders): the
         # temperatures (x10, exp(5 x cos)) and the log-sum-exps are where half precision loses accuracy
         with torch.autocast(device_type=image.embedding.device.type, enabled=False):
             image = ImageFeatures(regions=image.regions.float(), embedding=image.embedding.float())
             text = replace(text, words=text.words.float(), embedding=text.embedding.float())
-            return gathered_gloria_loss(
-                image,
-                text,
-                self.model.alignment,
-                legacy_word_counts=self.legacy_word_counts,
-                gather=self.gather,
-                chunk_size=self.chunk_size,
-                recompute=self.recompute,
-            )
+            losses = gloria_objective(image, text, self.model.alignment, self.options)
+        return {key: losses[key] for key in TRAINING_LOSS_KEYS}
+
+    def __call__(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        return self.loss(*self.encode(batch))
 
 
 def masked_bce(logits: Tensor, labels: Tensor) -> Tensor:

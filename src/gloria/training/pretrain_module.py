@@ -4,15 +4,19 @@ this class only logs them and hands Lightning the optimiser.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as L
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor
 
+from gloria.alignment.options import LossOptions
 from gloria.config import to_dict
 from gloria.model import GLoRIA
 from gloria.training.experiment import OptimSection, SchedulerSection
+from gloria.training.grad_cache import grad_cache_step
 from gloria.training.objective import PretrainObjective
 from gloria.training.optim import optimizer_config, step_unless_plateau
 
@@ -27,7 +31,12 @@ def freeze_unused_pooler(model: GLoRIA) -> None:
 
 
 class PretrainModule(L.LightningModule):
-    """Wraps a ``GLoRIA`` (attribute ``model``; checkpoint keys ``model.<release key without gloria.>``)."""
+    """Wraps a ``GLoRIA`` (attribute ``model``; checkpoint keys ``model.<release key without gloria.>``).
+
+    ``loss`` options reach the objective unchanged. ``grad_cache_chunks`` > 1 trains each batch by gradient
+    caching (``gloria.training.grad_cache``) under manual optimisation, clipping by ``gradient_clip_val``
+    itself (Lightning clips only automatic optimisation).
+    """
 
     def __init__(
         self,
@@ -35,27 +44,23 @@ class PretrainModule(L.LightningModule):
         optim: OptimSection,
         scheduler: SchedulerSection,
         *,
-        gather: bool = True,
-        legacy_word_counts: bool = False,
-        chunk_size: int | None = None,
-        recompute: bool = False,
+        loss: LossOptions | None = None,
+        grad_cache_chunks: int = 1,
+        gradient_clip_val: float | None = None,
     ) -> None:
         super().__init__()
+        if grad_cache_chunks < 1:
+            raise ValueError(f"grad_cache_chunks must be >= 1, got {grad_cache_chunks}")
         self.model = model
         freeze_unused_pooler(model)
         self.optim = optim
         self.scheduler = scheduler
-        self.objective = PretrainObjective(
-            model,
-            gather=gather,
-            legacy_word_counts=legacy_word_counts,
-            chunk_size=chunk_size,
-            recompute=recompute,
-        )
+        self.objective = PretrainObjective(model, loss)
+        self.grad_cache_chunks = grad_cache_chunks
+        self.gradient_clip_val = gradient_clip_val
+        self.automatic_optimization = grad_cache_chunks == 1
 
-    def _step(self, batch: Mapping[str, Any], stage: str) -> Tensor:
-        losses = self.objective(batch)
-        size = int(batch["image"].shape[0])
+    def _log_losses(self, losses: Mapping[str, Tensor], size: int, stage: str) -> None:
         train = stage == "train"
         self.log_dict(
             {f"{stage}_{k}": v.detach() for k, v in losses.items()},
@@ -65,9 +70,40 @@ class PretrainModule(L.LightningModule):
             batch_size=size,
             sync_dist=not train,
         )
+
+    def _step(self, batch: Mapping[str, Any], stage: str) -> Tensor:
+        losses = self.objective(batch)
+        self._log_losses(losses, int(batch["image"].shape[0]), stage)
+        return losses["loss"]
+
+    def _chunk_backward(self, surrogate: Tensor, last: bool) -> None:
+        """Backward of one chunk; under DDP only the last one synchronises the accumulated gradients."""
+        if last:
+            self.manual_backward(surrogate)
+            return
+        block = getattr(self.trainer.strategy, "block_backward_sync", contextlib.nullcontext)
+        with block():
+            self.manual_backward(surrogate)
+
+    def _grad_cache_step(self, batch: Mapping[str, Any]) -> Tensor:
+        optimizer = self.optimizers()
+        assert isinstance(optimizer, LightningOptimizer)
+        optimizer.zero_grad()
+        obj = self.objective
+        losses = grad_cache_step(
+            obj.encode, obj.loss, batch, self.grad_cache_chunks, self.model, self._chunk_backward
+        )
+        if self.gradient_clip_val is not None:
+            self.clip_gradients(
+                optimizer.optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm"
+            )
+        optimizer.step()
+        self._log_losses(losses, int(batch["image"].shape[0]), "train")
         return losses["loss"]
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        if not self.automatic_optimization:
+            return self._grad_cache_step(batch)
         return self._step(batch, "train")
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:

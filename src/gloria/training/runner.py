@@ -105,10 +105,9 @@ def build_module(cfg: ExperimentConfig, classes: list[str]) -> L.LightningModule
             model,
             cfg.optim,
             cfg.scheduler,
-            gather=cfg.trainer.gather_negatives,
-            legacy_word_counts=cfg.model.legacy_word_counts,
-            chunk_size=cfg.model.local_chunk_size,
-            recompute=cfg.model.local_recompute,
+            loss=cfg.loss,
+            grad_cache_chunks=cfg.trainer.grad_cache_chunks,
+            gradient_clip_val=cfg.trainer.gradient_clip_val,
         )
     if cfg.task == "classification":
         from gloria.tasks.classifier import ImageClassifier
@@ -195,7 +194,8 @@ def build_trainer(
         num_nodes=t.num_nodes,
         strategy=t.strategy,
         precision=t.precision,
-        gradient_clip_val=t.gradient_clip_val,
+        # gradient caching optimises manually and clips in the module (Lightning refuses both there)
+        gradient_clip_val=t.gradient_clip_val if t.grad_cache_chunks == 1 else None,
         accumulate_grad_batches=t.accumulate_grad_batches,
         sync_batchnorm=t.sync_batchnorm,
         limit_train_batches=t.limit_train_batches,
