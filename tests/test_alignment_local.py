@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -172,3 +174,64 @@ def test_autocast_runs_the_scores_in_float32_with_gradients() -> None:
     torch.testing.assert_close(got, expected)
     (g_auto,) = torch.autograd.grad(got.sum(), regions)
     torch.testing.assert_close(g_auto, g_regions)
+
+
+def test_blocked_recompute_in_float32_is_exact_to_1e5_of_the_float64_loop(monkeypatch) -> None:
+    """Tiny blocks (several image blocks and text chunks) recomputed in backward, float32, against the
+    float64 plain loop of the spec: values and gradients within 1e-5 (norm-wise)."""
+    import gloria.alignment.local as local
+
+    monkeypatch.setattr(local, "DEFAULT_BLOCK_ELEMENTS", 200)  # 12 regions x 9 slots: 1 image per block
+    regions, words, mask, slots = random_case(6, 7, torch.float64)
+    assert local.plan_image_block(6, 12, 9) == 1
+    r32 = regions.detach().float().requires_grad_(True)
+    w32 = words.detach().float().requires_grad_(True)
+    ours = local_scores(r32, w32, mask, attention_temperature=4.0, word_temperature=5.0, recompute=True)
+    ref = local_similarity_loop(regions, words, slots, 4.0, 5.0)
+    assert rel_err(ours.double(), ref) <= 1e-5
+    weights = torch.randn_like(ref)
+    g_ours = torch.autograd.grad((ours * weights.float()).sum(), (r32, w32))
+    g_ref = torch.autograd.grad((ref * weights).sum(), (regions, words))
+    for a, b in zip(g_ours, g_ref):
+        assert rel_err(a.double(), b) <= 1e-5
+
+
+def test_recompute_keeps_memory_linear_in_the_batch() -> None:
+    """Saved-for-backward bytes at B = 8, 16, 32 (B images x B texts): about x2 per doubling with
+    recompute, about x4 without."""
+
+    def saved(B: int, recompute: bool) -> int:
+        torch.manual_seed(B)
+        regions, words, mask, _ = random_case(B, B, torch.float32, D=8, h=5, w=5, T=12)
+        kw = {"attention_temperature": 4.0, "word_temperature": 5.0, "recompute": recompute}
+        return saved_bytes(lambda: local_scores(regions, words, mask, **kw))
+
+    rec = [saved(B, True) for B in (8, 16, 32)]
+    full = [saved(B, False) for B in (8, 16, 32)]
+    assert all(1.7 < b / a < 2.4 for a, b in itertools.pairwise(rec)), rec
+    assert all(b / a > 3.3 for a, b in itertools.pairwise(full)), full
+
+
+def test_auto_recompute_when_the_kept_attention_would_not_fit(monkeypatch) -> None:
+    import gloria.alignment.local as local
+
+    regions, words, mask, _ = random_case(6, 6, torch.float64, D=8, h=5, w=5, T=12)
+    kw = {"attention_temperature": 4.0, "word_temperature": 5.0, "chunk_size": 2}
+    plain = saved_bytes(lambda: local_scores(regions, words, mask, recompute=False, **kw))
+    rec = saved_bytes(lambda: local_scores(regions, words, mask, recompute=True, **kw))
+    monkeypatch.setattr(local, "free_memory_bytes", lambda device: 1 << 40)
+    assert saved_bytes(lambda: local_scores(regions, words, mask, **kw)) == plain
+    assert local.kept_attention_bytes(6, 25, 10, torch.float64) == 4 * 6 * 25 * 10 * 8
+    monkeypatch.setattr(local, "free_memory_bytes", lambda device: 1 << 10)  # nothing fits in 1 KiB
+    assert saved_bytes(lambda: local_scores(regions, words, mask, **kw)) == rec
+
+
+def test_default_image_blocks_stay_within_the_block_budget() -> None:
+    from gloria.alignment.local import plan_image_block
+
+    per_block = plan_image_block(1024, 361, 97)
+    assert (
+        per_block == DEFAULT_BLOCK_ELEMENTS // (361 * 97) and per_block * 361 * 97 <= DEFAULT_BLOCK_ELEMENTS
+    )
+    assert plan_image_block(4, 361, 97) == 4  # small batches: all images in one block, as before
+    assert plan_image_block(1024, 361, 97, image_chunk_size=8) == 8

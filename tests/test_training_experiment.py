@@ -107,3 +107,47 @@ def test_override_syntax() -> None:
         apply_overrides({}, ["optim.lr"])
     with pytest.raises(ValueError, match="not a section"):
         apply_overrides({"a": 1}, ["a.b=2"])
+
+
+def test_loss_section_reaches_the_objective_options(tmp_path: Path) -> None:
+    from gloria.alignment.options import LossOptions
+
+    text = (
+        BASE + "loss: {texts_per_block: 8, images_per_block: 16, recompute: true, gather_negatives: false}\n"
+    )
+    cfg = load_experiment(_write(tmp_path, text))
+    assert cfg.loss == LossOptions(
+        texts_per_block=8, images_per_block=16, recompute=True, gather_negatives=False
+    )
+    assert load_experiment(_write(tmp_path, BASE)).loss.recompute == "auto"
+    assert load_experiment(_write(tmp_path, BASE), ["loss.recompute=false"]).loss.recompute is False
+    for bad, key in (
+        ("loss.texts_per_block=0", "loss.texts_per_block"),
+        ("loss.recompute=sometimes", "loss.recompute"),
+    ):
+        with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+            load_experiment(_write(tmp_path, BASE), [bad])
+
+
+def test_earlier_loss_keys_move_to_the_loss_section(tmp_path: Path, caplog) -> None:
+    text = BASE.replace(
+        "model: {preset: tiny}", "model: {preset: tiny, local_chunk_size: 6, local_recompute: true}"
+    )
+    text += "trainer: {gather_negatives: false}\n"
+    cfg = load_experiment(_write(tmp_path, text))
+    assert (cfg.loss.texts_per_block, cfg.loss.recompute, cfg.loss.gather_negatives) == (6, True, False)
+    assert "'model.local_chunk_size' is now 'loss.texts_per_block'" in caplog.text
+    both = text + "loss: {texts_per_block: 3}\n"
+    with pytest.raises(ValueError, match="both given"):
+        load_experiment(_write(tmp_path, both))
+
+
+def test_grad_cache_chunks_rules(tmp_path: Path) -> None:
+    cfg = load_experiment(_write(tmp_path, BASE), ["trainer.grad_cache_chunks=2"])
+    assert cfg.trainer.grad_cache_chunks == 2
+    with pytest.raises(ValueError, match="accumulate_grad_batches"):
+        load_experiment(
+            _write(tmp_path, BASE), ["trainer.grad_cache_chunks=2", "trainer.accumulate_grad_batches=2"]
+        )
+    with pytest.raises(ValueError, match="grad_cache_chunks"):
+        load_experiment(_write(tmp_path, BASE), ["trainer.grad_cache_chunks=0"])

@@ -79,3 +79,51 @@ def run(rank: int, world_size: int, batch: int, out_dir: str, port: int) -> None
         torch.save({"losses": values, "grads": grads}, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+def grad_cache_losses(
+    encode, model: nn.Module, inputs: dict[str, torch.Tensor], chunks: int, backward
+) -> dict:
+    """One gradient-cached step of the toy encoders under the GLoRIA objective (negatives gathered)."""
+    from gloria.alignment.losses import gloria_objective
+    from gloria.training.grad_cache import grad_cache_step
+
+    def loss(image: ImageFeatures, text: TextFeatures) -> dict[str, torch.Tensor]:
+        return gloria_objective(image, text, AlignmentConfig())
+
+    return grad_cache_step(encode, loss, inputs, chunks, model, backward)
+
+
+def run_grad_cache(rank: int, world_size: int, batch: int, out_dir: str, port: int, chunks: int) -> None:
+    """As ``run``, by gradient caching in ``chunks`` chunks. DDP synchronises only the last chunk's backward:
+    the earlier chunks run the bare module under ``no_sync`` (accumulating locally), the last one runs
+    through the DDP wrapper, whose forward prepares the reducer (Lightning's ``manual_backward`` prepares it
+    the same way), so its backward all-reduces the accumulated gradients."""
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        inputs = make_inputs(batch * world_size)
+        mine = {k: v[rank * batch : (rank + 1) * batch] for k, v in inputs.items()}
+        model = DistributedDataParallel(make_model())
+        left = [chunks]  # chunks still to encode with a graph
+
+        def encode(part: dict[str, torch.Tensor]) -> tuple[ImageFeatures, TextFeatures]:
+            if not torch.is_grad_enabled():
+                return model.module(part)  # the graph-free pass
+            left[0] -= 1
+            return model(part) if left[0] == 0 else model.module(part)
+
+        def backward(surrogate: torch.Tensor, last: bool) -> None:
+            if last:
+                surrogate.backward()
+            else:
+                with model.no_sync():
+                    surrogate.backward()
+
+        losses = grad_cache_losses(encode, model.module, mine, chunks, backward)
+        grads = {name: p.grad.detach().clone() for name, p in model.module.named_parameters()}
+        torch.save({"losses": losses, "grads": grads}, Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
