@@ -100,8 +100,11 @@ def test_batchnorm_statistics_move_once_per_chunk_not_in_the_graph_free_pass(tin
 
 
 def test_split_batch_slices_per_pair_values_only() -> None:
-    batch = {"image": torch.zeros(5, 1), "text": list("abcde"), "meta": "shared"}
+    tokens = {"caption_ids": torch.arange(10).view(5, 2), "other": torch.zeros(3)}
+    batch = {"image": torch.zeros(5, 1), "text": list("abcde"), "meta": "shared", "tokens": tokens}
     parts = split_batch(batch, 2)
+    assert torch.equal(torch.cat([p["tokens"]["caption_ids"] for p in parts]), tokens["caption_ids"])
+    assert all(p["tokens"]["other"] is tokens["other"] for p in parts)
     assert [len(p["image"]) for p in parts] == [2, 3] or [len(p["image"]) for p in parts] == [3, 2]
     assert [t for p in parts for t in p["text"]] == list("abcde")
     assert all(p["meta"] == "shared" for p in parts)

@@ -40,21 +40,26 @@ LossFn = Callable[[ImageFeatures, TextFeatures], dict[str, Tensor]]
 Backward = Callable[[Tensor, bool], None]  # (surrogate scalar, is this the last chunk)
 
 
+def _sliced(value: Any, size: int, lo: int, hi: int) -> Any:
+    if isinstance(value, Mapping):  # e.g. tokenised text: {"caption_ids": [B, T], ...}
+        return {key: _sliced(v, size, lo, hi) for key, v in value.items()}
+    if isinstance(value, Tensor | list | tuple) and len(value) == size:
+        return value[lo:hi]
+    return value
+
+
 def split_batch(batch: Mapping[str, Any], chunks: int) -> list[dict[str, Any]]:
     """The batch as ``chunks`` consecutive parts (sizes differing by at most one): every tensor, list or
-    tuple as long as ``batch["image"]`` is sliced along its first dimension, other values are shared."""
+    tuple as long as ``batch["image"]`` (also inside nested mappings) is sliced along its first dimension,
+    other values are shared."""
     size = len(batch["image"])
     if not 1 <= chunks <= size:
         raise ValueError(f"cannot split a batch of {size} pairs into {chunks} chunks (1..{size})")
     bounds = [round(i * size / chunks) for i in range(chunks + 1)]
-    parts = []
-    for lo, hi in itertools.pairwise(bounds):
-        part: dict[str, Any] = {}
-        for key, value in batch.items():
-            sliceable = isinstance(value, Tensor | list | tuple) and len(value) == size
-            part[key] = value[lo:hi] if sliceable else value
-        parts.append(part)
-    return parts
+    return [
+        {key: _sliced(value, size, lo, hi) for key, value in batch.items()}
+        for lo, hi in itertools.pairwise(bounds)
+    ]
 
 
 @contextmanager
