@@ -13,33 +13,32 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-PRESET_PREFIX = "preset:"
-
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         required=True,
-        help="registered name, release .ckpt, converted directory, or preset:NAME (random weights: "
-        "smoke tests only)",
+        help="registered name, release .ckpt, converted directory, a `gloria train` checkpoint "
+        "(runs/NAME/checkpoints/last.ckpt), or preset:NAME (random weights: smoke tests only)",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    parser.add_argument(
+        "--text-model",
+        default=None,
+        help="local directory of the text model of a release .ckpt (config.json + vocab.txt)",
+    )
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="allow full unpickling of the checkpoint (runs code from the file; trusted sources only)",
+    )
 
 
-def load_model(spec: str, device: str | None = None) -> Any:
-    """The model named by ``--model`` in eval mode."""
-    if spec.startswith(PRESET_PREFIX):
-        import torch
+def load_model(args: argparse.Namespace) -> Any:
+    """The GLoRIA model named by ``--model`` in eval mode (``gloria.load_gloria``)."""
+    from gloria.pretrained.loading import load_gloria
 
-        from gloria.config import preset
-        from gloria.model import GLoRIA
-
-        log.warning("using preset %s with RANDOM weights: numbers are not meaningful", spec)
-        torch.manual_seed(0)
-        return GLoRIA(preset(spec[len(PRESET_PREFIX) :])).to(device or "cpu").eval()
-    from gloria.pretrained import load_gloria
-
-    return load_gloria(spec, device=device)
+    return load_gloria(args.model, args.device, text_model=args.text_model, trust=args.trust)
 
 
 def default_cache_dir() -> Path:
@@ -72,7 +71,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from gloria.tasks import embed as E
 
-    model = load_model(args.model, args.device)
+    model = load_model(args)
     paths = E.list_images(args.images)
     cache = None
     if not args.no_cache:

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     empty = [i for i, t in enumerate(data.texts) if not t.strip()]
     if empty:
         raise ValueError(f"{args.data}: row {empty[0] + 2} has no report text (retrieval needs one per row)")
-    model = load_model(args.model, args.device)
+    model = load_model(args)
     cache = E.EmbeddingCache(
         Path(args.cache) if args.cache else default_cache_dir(), E.model_fingerprint(model)
     )

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.data}: tasks {unknown} have no prompts; prompt classes are {list(positive)}")
     if args.ensemble == "pairs" and negative is None:
         negative = Z.default_negatives(list(positive), args.negative_template)
-    model = load_model(args.model, args.device)
+    model = load_model(args)
     cache = E.EmbeddingCache(
         Path(args.cache) if args.cache else default_cache_dir(), E.model_fingerprint(model)
     )
