@@ -161,7 +161,7 @@ def test_sha256_checked_only_when_given(files: dict[str, Path], converted18: Pat
     load_image_encoder(files["r18"], "cpu", sha256=digest.upper())
     # a directory's hash is the one of its weights file (never the release file's, recorded by the directory)
     load_image_encoder(converted18, "cpu", sha256=registry.file_sha256(converted18 / "model.safetensors"))
-    with pytest.raises(ValueError, match="sha256 of .*model.safetensors"):
+    with pytest.raises(ValueError, match=r"sha256 of .*model\.safetensors"):
         load_image_encoder(converted18, "cpu", sha256=digest)
     with pytest.raises(ValueError, match="sha256 mismatch"):
         load_image_encoder(files["r18"], "cpu", sha256="0" * 64)

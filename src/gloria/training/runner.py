@@ -158,7 +158,14 @@ def build_trainer(
     if not t.enable_progress_bar:
         callbacks.append(ProgressLog(cfg.name, t.monitor, history))
     if t.early_stopping_patience is not None:
-        stopper = EarlyStopping(monitor=t.monitor, mode=t.monitor_mode, patience=t.early_stopping_patience)
+        # checked after each validation only: a run ending at max_steps before its first validation (a
+        # quick run shorter than one epoch) then finishes instead of failing on the missing metric
+        stopper = EarlyStopping(
+            monitor=t.monitor,
+            mode=t.monitor_mode,
+            patience=t.early_stopping_patience,
+            check_on_train_epoch_end=False,
+        )
         callbacks.append(stopper)
     loggers = build_loggers(cfg, run_dir)
     if loggers:
@@ -262,6 +269,13 @@ def run_single(
         if ckpt_path is not None:
             check_checkpoint(ckpt_path, trust=trust)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust)
+        if not checkpoint.best_model_path and not trainer.interrupted:
+            log.warning(
+                "no %s was logged before the run stopped (step %d): no best checkpoint; %s holds the weights",
+                cfg.trainer.monitor,
+                trainer.global_step,
+                last_path,
+            )
         results.update(
             {
                 "interrupted": bool(trainer.interrupted),
