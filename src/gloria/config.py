@@ -21,6 +21,28 @@ Normalisation = Literal["half", "imagenet"]
 
 RELEASE_TEXT_MODEL = "emilyalsentzer/Bio_ClinicalBERT"
 
+# What a config may ask for: far above every model of the paper (BERT-base: 768 wide, 12 layers; 299-px
+# inputs), far below what would exhaust a machine's memory before any weight is compared with a file.
+LIMITS: dict[str, int] = {
+    "hidden_size": 8192,
+    "num_hidden_layers": 128,
+    "num_attention_heads": 256,
+    "intermediate_size": 65536,
+    "max_position_embeddings": 16384,
+    "vocab_size": 1_000_000,
+    "type_vocab_size": 1024,
+    "max_length": 16384,
+    "image_size": 8192,
+}
+
+
+def check_limit(key: str, value: Any, limit: str) -> None:
+    """``value`` must be an integer in 1..LIMITS[limit]; the error names ``key``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key} must be an integer, got {value!r}")
+    if not 1 <= value <= LIMITS[limit]:
+        raise ValueError(f"{key}={value} is outside 1..{LIMITS[limit]} (what a config may ask for)")
+
 
 @dataclass(frozen=True)
 class ImageEncoderConfig:
@@ -34,6 +56,10 @@ class ImageEncoderConfig:
     imagenet_init: bool = False
     input_resize: int | None = 299
     freeze: bool = False
+
+    def __post_init__(self) -> None:
+        if self.input_resize is not None:
+            check_limit("image.input_resize", self.input_resize, "image_size")
 
 
 @dataclass(frozen=True)
@@ -55,6 +81,12 @@ class TextEncoderConfig:
     max_length: int = 97
     freeze_layers: int = 0  # embeddings + this many lower transformer layers frozen (0: none)
     dropout: float | None = None  # hidden + attention dropout of the BERT (None: the model's own)
+
+    def __post_init__(self) -> None:
+        check_limit("text.max_length", self.max_length, "max_length")
+        for key, value in (self.bert_config or {}).items():
+            if key in LIMITS and value is not None:
+                check_limit(f"text.bert_config.{key}", value, key)
 
 
 @dataclass(frozen=True)
@@ -84,6 +116,10 @@ class ImageTransformConfig:
     imsize: int = 256
     crop_size: int = 224
     norm: Normalisation = "half"
+
+    def __post_init__(self) -> None:
+        check_limit("transforms.imsize", self.imsize, "image_size")
+        check_limit("transforms.crop_size", self.crop_size, "image_size")
 
 
 @dataclass(frozen=True)
