@@ -146,6 +146,14 @@ def zero_shot_scores(
     - ``legacy=True`` (``max`` only): the release -- (local + global) / 2 with its local formula, max per
       class, then every class column z-scored across the N images scored together.
     """
+    scores = class_scores(images, prompts, alignment, ensemble=ensemble, legacy=legacy, chunk_size=chunk_size)
+    if legacy and scores.shape[0] > 1:
+        scores = zscore(scores, dim=0)
+    return scores
+
+
+def check_ensemble(prompts: ClassPrompts, ensemble: str, legacy: bool) -> None:
+    """The ensemble is known and the prompts fit it (``pairs``: positives and negatives for every class)."""
     if ensemble not in ENSEMBLES:
         raise ValueError(f"ensemble must be one of {list(ENSEMBLES)}, got {ensemble!r}")
     if legacy and ensemble != "max":
@@ -157,6 +165,21 @@ def zero_shot_scores(
             kinds = prompts.negative[prompts.owner == c]
             if bool(kinds.all()) or not bool(kinds.any()):
                 raise ValueError(f"ensemble 'pairs': class {name!r} needs positive and negative prompts")
+
+
+@torch.no_grad()
+def class_scores(
+    images: ImageFeatures,
+    prompts: ClassPrompts,
+    alignment: AlignmentConfig,
+    *,
+    ensemble: Ensemble = "max",
+    legacy: bool = False,
+    chunk_size: int = 256,
+) -> Tensor:
+    """``zero_shot_scores`` before the legacy standardisation across images: every row depends on its own
+    image only (the API scores image chunks with it and standardises once at the end)."""
+    check_ensemble(prompts, ensemble, legacy)
     C = len(prompts.class_names)
     text = prompts.encoded.features
     use = ~prompts.negative if ensemble != "pairs" else torch.ones_like(prompts.negative)
@@ -188,10 +211,7 @@ def zero_shot_scores(
             pos = _per_class(both.masked_fill(negative, float("-inf")), owner, C, "max")
             neg = _per_class(both.masked_fill(~negative, float("-inf")), owner, C, "max")
             out.append(torch.sigmoid(pos - neg))
-    scores = torch.cat(out).cpu()
-    if legacy and scores.shape[0] > 1:
-        scores = zscore(scores, dim=0)
-    return scores
+    return torch.cat(out).cpu()
 
 
 def evaluate_scores(
