@@ -281,3 +281,30 @@ def embed_texts(model: TextModel, texts: Sequence[str], *, batch_size: int = 64)
         word_strings=[s for p in parts for s in p.word_strings],
     )
     return EncodedTexts(features, cap_lens)
+
+
+def on_cpu(features: TextFeatures) -> TextFeatures:
+    """Text features with every tensor on the CPU, where image embeddings are kept (a model on a GPU)."""
+    return TextFeatures(
+        words=features.words.cpu(),
+        embedding=features.embedding.cpu(),
+        word_mask=features.word_mask.cpu(),
+        legacy_word_counts=features.legacy_word_counts.cpu(),
+        word_strings=features.word_strings,
+    )
+
+
+def embed_eval_images(
+    model: ImageModel,
+    paths: Sequence[str | Path],
+    images: ImageEmbeddings | None,
+    *,
+    batch_size: int = 32,
+    cache: EmbeddingCache | None = None,
+) -> ImageEmbeddings:
+    """``images`` when already embedded (with regions), else ``embed_images`` with regions."""
+    if images is not None:
+        if len(images.paths) != len(paths):
+            raise ValueError(f"{len(images.paths)} image embeddings given for {len(paths)} rows")
+        return images
+    return embed_images(model, paths, batch_size=batch_size, cache=cache, with_regions=True)
