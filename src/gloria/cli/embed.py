@@ -56,6 +56,12 @@ def register(subparsers: Any) -> None:
     )
     add_model_argument(parser)
     parser.add_argument("--images", required=True, help="folder of images or CSV with a Path column")
+    parser.add_argument(
+        "--image-root",
+        default=None,
+        help="folder a CSV's relative Path values start from (default: the "
+        "CSV's folder or the one above it, whichever holds the first image)",
+    )
     parser.add_argument("--texts", default=None, help="CSV with a text column (text, Report Impression, ...)")
     parser.add_argument("--out", required=True, help="output .npz file")
     parser.add_argument("--regions", action="store_true", help="also store region features [N, D, h, w]")
@@ -72,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from gloria.tasks import embed as E
 
     model = load_model(args)
-    paths = E.list_images(args.images)
+    paths = E.list_images(args.images, args.image_root)
     cache = None
     if not args.no_cache:
         root = Path(args.cache) if args.cache else default_cache_dir()

@@ -117,11 +117,14 @@ class ImageEmbeddings:
         )
 
 
-def list_images(source: str | Path) -> list[Path]:
+def list_images(source: str | Path, image_root: str | Path | None = None) -> list[Path]:
     """Image files under a directory (recursive, sorted) or listed in a CSV's path column.
 
-    CSV paths are taken relative to the CSV's folder unless absolute.
+    Relative CSV paths start from ``image_root``; by default from the CSV's folder or the one above it,
+    whichever holds the first image (``gloria.data.eval_set.resolve_image_root``, as for zero-shot).
     """
+    from gloria.data.eval_set import resolve_image_root
+
     src = Path(source)
     if src.is_dir():
         files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -136,12 +139,17 @@ def list_images(source: str | Path) -> list[Path]:
         if column is None:
             raise ValueError(f"{src}: no image path column; expected one of {list(PATH_COLUMNS)}")
         rows = [row[column] for row in reader]
-    out = []
     for i, value in enumerate(rows, start=2):
         if not value:
             raise ValueError(f"{src}: row {i} has an empty {column!r}")
-        p = Path(value)
-        out.append(p if p.is_absolute() else src.parent / p)
+    if not rows:
+        raise ValueError(f"{src}: no rows")
+    root = resolve_image_root(src, rows[0], image_root)
+    out = [p if p.is_absolute() else root / p for p in map(Path, rows)]
+    missing = [(i, p) for i, p in enumerate(out, start=2) if not p.is_file()]
+    if missing:
+        row, path = missing[0]
+        raise FileNotFoundError(f"{src}: {len(missing)} image(s) not found, first {path} (row {row})")
     return out
 
 
