@@ -8,6 +8,7 @@ raise ``ValueError`` naming the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -260,36 +261,43 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
-    """Build dataclass ``cls`` from a mapping, checking keys and types; errors name the dotted key."""
+    """Build dataclass ``cls`` from a mapping, checking keys and types; errors name the dotted key.
+
+    The one validator of the package's configs: model configs (``GloriaConfig``) and experiment files
+    (``gloria.training.experiment``) both go through it. Lists become tuples where the field is a tuple,
+    integers become floats where it is a float, NaN and infinity are refused, null only where allowed.
+    """
     if not isinstance(data, Mapping):
         raise ValueError(
             f"config section {where or cls.__name__!r} must be a mapping, got {type(data).__name__}"
         )
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    prefix = f"{where}." if where else ""
+    unknown = sorted(str(k) for k in data if k not in names)
     if unknown:
-        prefix = f"{where}." if where else ""
-        raise ValueError(f"unknown config key(s) {[prefix + k for k in unknown]}; allowed: {sorted(names)}")
-    kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        key = f"{where}.{name}" if where else name
-        kwargs[name] = _coerce(hints[name], value, key)
+        raise ValueError(f"unknown config key(s) {[prefix + k for k in unknown]}; allowed here: {names}")
+    kwargs = {name: _coerce(hints[name], data[name], prefix + name) for name in names if name in data}
     return cls(**kwargs)
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
+    """Validate ``value`` against a type hint; return it converted (lists -> tuples, ints -> floats)."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         return from_dict(hint, value, key)
+    if hint is Any:
+        return value
     if origin is Literal:
         if value not in args:
             raise ValueError(f"config key {key!r} must be one of {list(args)}, got {value!r}")
         return value
     if origin in (types.UnionType, typing.Union):
-        if value is None and type(None) in args:
-            return None
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ValueError(f"config key {key!r} must not be null")
         errors = []
         for arg in args:
             if arg is type(None):
@@ -298,30 +306,38 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
                 return _coerce(arg, value, key)
             except ValueError as err:
                 errors.append(str(err))
-        raise ValueError(f"config key {key!r} has an invalid value {value!r}: {'; '.join(errors)}")
-    if hint is Any:
-        return value
+        raise ValueError(f"config key {key!r} has an invalid value {value!r} ({'; '.join(errors)})")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"config key {key!r} must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ValueError(f"config key {key!r} must have {len(args)} items, got {value!r}")
+        return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
     if origin is not None and isinstance(origin, type) and issubclass(origin, Mapping):
         if not isinstance(value, Mapping):
             raise ValueError(f"config key {key!r} must be a mapping, got {value!r}")
         return dict(value)
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"config key {key!r} must be a number, got {value!r}")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"config key {key!r} must be an integer, got {value!r}")
-        return value
     if hint is bool:
         if not isinstance(value, bool):
             raise ValueError(f"config key {key!r} must be true or false, got {value!r}")
         return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"config key {key!r} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"config key {key!r} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"config key {key!r} must be a finite number, got {value!r}")
+        return float(value)
     if hint is str:
         if not isinstance(value, str):
             raise ValueError(f"config key {key!r} must be a string, got {value!r}")
         return value
-    return value
+    raise TypeError(f"unsupported type hint {hint!r} for config key {key!r}")  # a bug in this module
 
 
 def config_from_dict(data: Mapping[str, Any]) -> GloriaConfig:
