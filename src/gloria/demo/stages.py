@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from gloria.demo import evaluate as EV
-from gloria.demo import figures, probe, training
+from gloria.demo import figures, training
 from gloria.demo.prompts import choose_prompts, corpus_vocabulary
 from gloria.demo.run import DemoRun
 from gloria.tasks import embed as E
+from gloria.tasks import linear_probe as probe
 from gloria.tasks import retrieval as R
 from gloria.tasks import zero_shot as Z
 from gloria.tasks.metrics import chance_levels
@@ -223,14 +224,7 @@ def stage_probe(run: DemoRun) -> None:
     out: dict[str, Any] = {"fractions": list(s.probe_fractions)}
     for name in run.models:
         model = run.model(name)
-        out[name] = probe.linear_probe(
-            probe.pooled_features(model, train.paths),
-            train,
-            probe.pooled_features(model, test.paths),
-            test,
-            s.probe_fractions,
-            seed=run.seed,
-        )
+        out[name] = probe.run_linear_probe(model, train, test, s.probe_fractions, seed=run.seed)
     run.results["probe"] = out
     sec = run.section("probe")
     sec.heading("5. Linear probe (frozen encoder, 5 CheXpert competition labels)")
