@@ -77,25 +77,24 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from gloria.tasks import embed as E
 
-    model = load_model(args)
     paths = E.list_images(args.images, args.image_root)
+    texts = E.read_texts(args.texts) if args.texts else None
+    model = load_model(args)
     cache = None
     if not args.no_cache:
         root = Path(args.cache) if args.cache else default_cache_dir()
         cache = E.EmbeddingCache(root, E.model_fingerprint(model))
-    images = E.embed_images(
+    result = E.run_embed(
         model,
         paths,
+        texts,
         batch_size=args.batch_size,
         cache=cache,
         with_regions=args.regions,
         progress=not args.no_progress,
     )
-    texts = text_features = None
-    if args.texts:
-        texts = E.read_texts(args.texts)
-        text_features = E.embed_texts(model, texts, batch_size=args.batch_size).features
-    out = E.save_embeddings(args.out, images, texts, text_features)
-    hits = cache.hits if cache is not None else 0
-    log.info("wrote %s: %d images (%d from cache), %d texts", out, len(paths), hits, len(texts or []))
+    out = result.save(args.out)
+    log.info(
+        "wrote %s: %d images (%d from cache), %d texts", out, len(paths), result.cache_hits, len(texts or [])
+    )
     return 0

@@ -316,3 +316,38 @@ def embed_eval_images(
             raise ValueError(f"{len(images.paths)} image embeddings given for {len(paths)} rows")
         return images
     return embed_images(model, paths, batch_size=batch_size, cache=cache, with_regions=True)
+
+
+@dataclass
+class EmbedResult:
+    """What ``run_embed`` computed: the images' embeddings and, when texts were given, theirs."""
+
+    images: ImageEmbeddings
+    texts: list[str] | None = None
+    text_features: TextFeatures | None = None
+    cache_hits: int = 0
+
+    def save(self, path: str | Path) -> Path:
+        """The NPZ of ``save_embeddings``."""
+        return save_embeddings(path, self.images, self.texts, self.text_features)
+
+
+def run_embed(
+    model: Any,
+    paths: Sequence[str | Path],
+    texts: Sequence[str] | None = None,
+    *,
+    batch_size: int = 32,
+    cache: EmbeddingCache | None = None,
+    with_regions: bool = False,
+    progress: bool = True,
+) -> EmbedResult:
+    """The embeddings runner: every image once per content hash and model (``cache``), texts in batches."""
+    images = embed_images(
+        model, paths, batch_size=batch_size, cache=cache, with_regions=with_regions, progress=progress
+    )
+    result = EmbedResult(images, cache_hits=cache.hits if cache is not None else 0)
+    if texts:
+        result.texts = list(texts)
+        result.text_features = embed_texts(model, result.texts, batch_size=batch_size).features
+    return result
