@@ -111,6 +111,13 @@ def test_pretraining_checkpoint_starts_a_classification_run_that_predicts(
     assert logits.shape == (3, 5) and bool(torch.isfinite(logits).all())
     with pytest.raises(ValueError, match=r"ImageClassifier.*load_model"):
         load_gloria(run / "checkpoints" / "last.ckpt", "cpu")
+    # a checkpoint written before runs recorded their model: the run's experiment.yaml describes it
+    raw = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    del raw["gloria_model"]
+    torch.save(raw, run / "checkpoints" / "older.ckpt")
+    older = load_model(run / "checkpoints" / "older.ckpt", "cpu")
+    assert isinstance(older, ImageClassifier) and older.classes == classifier.classes
+    assert torch.equal(older.classifier.weight, classifier.classifier.weight)
 
 
 def test_preset_spec(tmp_path: Path) -> None:

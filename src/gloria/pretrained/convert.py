@@ -19,7 +19,8 @@ from safetensors.torch import save_file
 from gloria.config import GloriaConfig, TextEncoderConfig
 from gloria.encoders.text import resolve_vocab_file
 from gloria.pretrained import registry
-from gloria.pretrained.loading import CONFIG_FILE, METADATA_FILE, build_gloria_from, read_weights
+from gloria.pretrained.converted import CONFIG_FILE, METADATA_FILE
+from gloria.pretrained.loading import build_gloria_from, read_weights
 from gloria.pretrained.release import BERT_FIELDS
 
 log = logging.getLogger(__name__)
