@@ -7,6 +7,8 @@ import argparse
 import logging
 from typing import Any
 
+from gloria.cli.embed import add_checkpoint_arguments
+
 log = logging.getLogger(__name__)
 
 
@@ -25,18 +27,8 @@ def register(subparsers: Any) -> None:
         help="release checkpoint (pretrained/chexpert_resnet50.ckpt) or runs/NAME/checkpoints/last.ckpt",
     )
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument(
-        "--text-model",
-        default=None,
-        help="local directory of the text model (config.json + vocab.txt); default: the checkpoint's "
-        "bert_type from the local Hugging Face cache",
-    )
+    add_checkpoint_arguments(parser)
     parser.add_argument("--sha256", default=None, help="expected sha256 of the checkpoint (checked)")
-    parser.add_argument(
-        "--trust",
-        action="store_true",
-        help="allow full unpickling (runs code from the file; only for files from a trusted source)",
-    )
     parser.add_argument("--force", action="store_true", help="replace an existing converted directory")
     parser.set_defaults(func=run)
 

@@ -22,10 +22,16 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
         "(runs/NAME/checkpoints/last.ckpt), or preset:NAME (random weights: smoke tests only)",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    add_checkpoint_arguments(parser)
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--text-model`` and ``--trust``: how a checkpoint is read (every command that reads one)."""
     parser.add_argument(
         "--text-model",
         default=None,
-        help="local directory of the text model of a release .ckpt (config.json + vocab.txt)",
+        help="local directory of the text model of a release .ckpt (config.json + vocab.txt); default: its "
+        "bert_type (a local directory or the local Hugging Face cache)",
     )
     parser.add_argument(
         "--trust",
@@ -39,6 +45,16 @@ def load_model(args: argparse.Namespace) -> Any:
     from gloria.pretrained.loading import load_gloria
 
     return load_gloria(args.model, args.device, text_model=args.text_model, trust=args.trust)
+
+
+def embedding_cache(args: argparse.Namespace, model: Any) -> Any:
+    """The embedding cache of ``--cache`` (default ``default_cache_dir()``) for ``model``; None with
+    ``--no-cache``."""
+    from gloria.tasks.embed import EmbeddingCache, model_fingerprint
+
+    if getattr(args, "no_cache", False):
+        return None
+    return EmbeddingCache(Path(args.cache) if args.cache else default_cache_dir(), model_fingerprint(model))
 
 
 def default_cache_dir() -> Path:
@@ -80,10 +96,7 @@ def run(args: argparse.Namespace) -> int:
     paths = E.list_images(args.images, args.image_root)
     texts = E.read_texts(args.texts) if args.texts else None
     model = load_model(args)
-    cache = None
-    if not args.no_cache:
-        root = Path(args.cache) if args.cache else default_cache_dir()
-        cache = E.EmbeddingCache(root, E.model_fingerprint(model))
+    cache = embedding_cache(args, model)
     result = E.run_embed(
         model,
         paths,

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from gloria.cli.embed import add_model_argument, default_cache_dir, load_model
+from gloria.cli.embed import add_model_argument, embedding_cache, load_model
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,6 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gloria.data.eval_set import read_eval_set
-    from gloria.tasks import embed as E
     from gloria.tasks import retrieval as R
     from gloria.tasks.report import Report, add_retrieval
 
@@ -52,9 +51,7 @@ def run(args: argparse.Namespace) -> int:
         row = next(i for i, t in enumerate(data.texts) if not t.strip())
         raise ValueError(f"{args.data}: row {row + 2} has no report text (retrieval needs one per row)")
     model = load_model(args)
-    cache = E.EmbeddingCache(
-        Path(args.cache) if args.cache else default_cache_dir(), E.model_fingerprint(model)
-    )
+    cache = embedding_cache(args, model)
     result = R.run_retrieval(
         model,
         data,

@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from gloria.cli.embed import add_model_argument, default_cache_dir, load_model
+from gloria.cli.embed import add_model_argument, embedding_cache, load_model
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ def _prompts(args: argparse.Namespace) -> tuple[dict[str, list[str]], dict[str, 
 
 def run(args: argparse.Namespace) -> int:
     from gloria.data.eval_set import read_eval_set
-    from gloria.tasks import embed as E
     from gloria.tasks import zero_shot as Z
     from gloria.tasks.report import Report, add_zero_shot
 
@@ -66,9 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"{args.data}: tasks {unknown} have no prompts; prompt classes are {list(positive)}")
     model = load_model(args)
-    cache = E.EmbeddingCache(
-        Path(args.cache) if args.cache else default_cache_dir(), E.model_fingerprint(model)
-    )
+    cache = embedding_cache(args, model)
     result = Z.run_zero_shot(
         model,
         data,
