@@ -78,7 +78,7 @@ def test_api_loaders_refuse_hostile_pickles(evil: tuple[Path, Path]) -> None:
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("command", ["zero-shot", "retrieve", "embed", "attend", "convert"])
+@pytest.mark.parametrize("command", ["zero-shot", "retrieve", "embed", "attend", "convert", "export"])
 def test_commands_refuse_hostile_pickles(
     command: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -103,6 +103,7 @@ def test_commands_refuse_hostile_pickles(
             str(tmp_path / "a.png"),
         ],
         "convert": ["convert", str(path), "--out", str(tmp_path / "conv")],
+        "export": ["export", "--model", str(path), "--out", str(tmp_path / "exp")],
     }[command]
     assert gloria_main(argv) == 1
     assert any("refusing to load" in r.getMessage() for r in caplog.records)
