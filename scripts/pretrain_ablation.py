@@ -31,6 +31,7 @@ import torch
 from gloria.demo import stages as S
 from gloria.demo.run import DemoRun
 from gloria.demo.settings import SIZES, DemoSettings
+from gloria.tasks.metrics import chance_levels
 
 log = logging.getLogger("pretrain_ablation")
 
@@ -287,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         saved.write_text(json.dumps({"base": base.to_dict(), "seed": args.seed, "rows": rows}, indent=2))
     ordered = {k: rows[k] for k in VARIANTS if k in rows}
     assert data_run.eval_set is not None
-    largest, same_class = S.chance_levels(data_run.eval_set.tasks)
+    largest, same_class = chance_levels(data_run.eval_set.tasks)
     chance = {"zero_shot": largest, "retrieval": same_class}
     write_markdown(ordered, Path(args.write), command.strip(), base, args.seed, chance)
     log.info("wrote %s", args.write)

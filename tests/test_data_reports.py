@@ -29,7 +29,7 @@ def test_decimal_numbers_split_like_the_release() -> None:
     # "1." is a list marker for the release's regex, so "1.5 cm" loses its "1"; "A" is a one-token piece.
     text = "A 1.5 cm nodule."
     assert clean_text(text, keep_short=False) == "5 cm nodule"
-    assert clean_text(text) == "a 5 cm nodule"
+    assert clean_text(text) == "5 cm nodule"  # the release's, which it does not empty
     assert report_sentences(text) == ["5 cm nodule"]
 
 
@@ -54,10 +54,15 @@ def test_one_word_prompt_kept_by_default_release_drops_it(caplog: pytest.LogCapt
     assert report_sentences("Pneumonia.") == []
 
 
-def test_keep_short_only_changes_one_token_pieces() -> None:
+def test_one_token_pieces_kept_only_where_the_release_empties_the_text(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     text = "Normal. No pneumothorax. 2. Edema."
     assert clean_text(text, keep_short=False) == "no pneumothorax"
-    assert clean_text(text) == "normal no pneumothorax edema"
+    assert clean_text(text) == "no pneumothorax"  # the release's result wherever it has one
+    with caplog.at_level(logging.WARNING, logger="gloria.data.reports"):
+        assert clean_text("1. Chest. Normal.") == "chest normal"  # the release: ""
+    assert "one-word pieces are kept" in caplog.text
 
 
 def test_blank_text_is_empty_without_warning(caplog: pytest.LogCaptureFixture) -> None:

@@ -159,7 +159,10 @@ def test_conversion_recorded_in_registry(files: dict[str, Path], tmp_path: Path,
 def test_sha256_checked_only_when_given(files: dict[str, Path], converted18: Path) -> None:
     digest = hashlib.sha256(files["r18"].read_bytes()).hexdigest()
     load_image_encoder(files["r18"], "cpu", sha256=digest.upper())
-    load_image_encoder(converted18, "cpu", sha256=digest)
+    # a directory's hash is the one of its weights file (never the release file's, recorded by the directory)
+    load_image_encoder(converted18, "cpu", sha256=registry.file_sha256(converted18 / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"sha256 of .*model\.safetensors"):
+        load_image_encoder(converted18, "cpu", sha256=digest)
     with pytest.raises(ValueError, match="sha256 mismatch"):
         load_image_encoder(files["r18"], "cpu", sha256="0" * 64)
     with pytest.raises(ValueError, match="sha256 mismatch"):

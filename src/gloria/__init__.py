@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "available_models": "gloria.pretrained",
     "load_gloria": "gloria.pretrained",
+    "load_model": "gloria.pretrained",
     "load_img_classification_model": "gloria.pretrained",
     "load_img_segmentation_model": "gloria.pretrained",
     "generate_chexpert_class_prompts": "gloria.prompts",
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from gloria.pretrained import load_gloria as load_gloria
     from gloria.pretrained import load_img_classification_model as load_img_classification_model
     from gloria.pretrained import load_img_segmentation_model as load_img_segmentation_model
+    from gloria.pretrained import load_model as load_model
     from gloria.prompts import generate_chexpert_class_prompts as generate_chexpert_class_prompts
 
 

@@ -29,7 +29,7 @@ from gloria.types import ImageFeatures, TextFeatures
 log = logging.getLogger(__name__)
 
 SimilarityType = Literal["both", "global", "local"]
-Ensemble = Literal["max", "mean"]
+Ensemble = Literal["max", "mean", "pairs"]
 TEXT_TENSOR_KEYS = ("caption_ids", "attention_mask", "token_type_ids")
 DEFAULT_IMAGE_CHUNK = 64
 
@@ -139,6 +139,34 @@ def _concat_texts(cls_txt_mapping: Mapping[str, Mapping[str, Any]]) -> tuple[dic
     return merged, sizes
 
 
+def class_prompts_from_processed(
+    model: SimilarityModel,
+    cls_txt_mapping: Mapping[str, Mapping[str, Any]],
+    negatives: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Any:
+    """The ``process_class_prompts`` dicts (and negatives) encoded once, as a ``ClassPrompts``."""
+    from gloria.tasks.embed import EncodedTexts
+    from gloria.tasks.zero_shot import ClassPrompts
+
+    names = list(cls_txt_mapping)
+    unknown = sorted(set(negatives or {}) - set(names))
+    if unknown:
+        raise ValueError(f"negative prompts for unknown classes {unknown}; classes are {names}")
+    tables = [(name, txts, False) for name, txts in cls_txt_mapping.items()]
+    tables += [(name, txts, True) for name, txts in (negatives or {}).items()]
+    merged, sizes = _concat_texts({f"{i}:{name}": txts for i, (name, txts, _) in enumerate(tables)})
+    with torch.no_grad():
+        features = model.encode_texts(merged)
+    n = sum(sizes)
+    owner = torch.tensor(
+        [names.index(name) for (name, _, _), k in zip(tables, sizes, strict=True) for _ in range(k)]
+    )
+    negative = torch.tensor([neg for (_, _, neg), k in zip(tables, sizes, strict=True) for _ in range(k)])
+    cap_lens = [int(c) for c in merged.get("cap_lens", [0] * n)]
+    texts = list(merged.get("texts", [""] * n))
+    return ClassPrompts(names, texts, EncodedTexts(features, cap_lens), owner, negative)
+
+
 def zero_shot_classification(
     model: SimilarityModel,
     imgs: Tensor,
@@ -146,27 +174,41 @@ def zero_shot_classification(
     legacy: bool = False,
     ensemble: Ensemble = "max",
     chunk_size: int = DEFAULT_IMAGE_CHUNK,
+    negatives: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """Class scores of every image -> DataFrame [N, C] (columns = class names, predictions = row argmax).
 
-    Default: ``both`` over all prompts of all classes, z-scored over the prompts of one image, then the max
-    (or mean, ``ensemble``) over each class's prompts; an image's scores never depend on the other images.
+    The scoring is ``gloria.tasks.zero_shot`` (the one implementation, also behind ``gloria zero-shot``),
+    on images encoded ``chunk_size`` at a time. Default ``max``: ``both`` over all prompts of all classes,
+    z-scored over the prompts of one image, then the max over each class's prompts; an image's scores never
+    depend on the other images. ``mean``: global cosine to the mean of a class's unit prompt embeddings and
+    the mean local score of its prompts, each z-scored over the classes, averaged. ``pairs``: with
+    ``negatives`` (the same kind of dicts per class), sigmoid(max positive - max negative).
     ``legacy=True``: per class (l + g) / 2, max over its prompts, then if N > 1 each class column z-scored
     across the images (population std), as the release did.
     """
+    from gloria.tasks.zero_shot import ENSEMBLES, class_scores
+
     if not cls_txt_mapping:
         raise ValueError("cls_txt_mapping has no classes")
-    if ensemble not in ("max", "mean"):
-        raise ValueError(f"ensemble must be 'max' or 'mean', got {ensemble!r}")
-    merged, sizes = _concat_texts(cls_txt_mapping)
-    glob, local = _scores(model, imgs, merged, legacy, chunk_size)  # [N, sum of prompts]
-    both = combine_legacy(glob, local) if legacy else combine_default(glob, local)
-    per_class = [
-        part.amax(dim=1) if ensemble == "max" else part.mean(dim=1)
-        for part in torch.split(both, sizes, dim=1)
-    ]
-    scores = torch.stack(per_class, dim=1)  # [N, C]
+    if ensemble not in ENSEMBLES:
+        raise ValueError(f"ensemble must be one of {list(ENSEMBLES)}, got {ensemble!r}")
+    for txts in [*cls_txt_mapping.values(), *(negatives or {}).values()]:
+        _check_inputs(imgs, txts, legacy)
+    prompts = class_prompts_from_processed(model, cls_txt_mapping, negatives if ensemble == "pairs" else None)
+    parts = []
+    with torch.no_grad():
+        for _, image in _image_chunks(model, imgs, chunk_size):
+            parts.append(
+                class_scores(image, prompts, model.config.alignment, ensemble=ensemble, legacy=legacy)
+            )
+    scores = torch.cat(parts)  # [N, C]
     if legacy and scores.shape[0] > 1:
         scores = zscore(scores, dim=0)
-    log.debug("zero-shot: %d images x %d classes (%d prompts)", scores.shape[0], len(sizes), sum(sizes))
+    log.debug(
+        "zero-shot: %d images x %d classes (%d prompts)",
+        scores.shape[0],
+        len(prompts.class_names),
+        len(prompts.texts),
+    )
     return pd.DataFrame(scores.numpy(), columns=list(cls_txt_mapping.keys()))

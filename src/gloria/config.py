@@ -8,6 +8,7 @@ raise ``ValueError`` naming the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -20,6 +21,28 @@ LayerAggregation = Literal["sum", "mean"]
 Normalisation = Literal["half", "imagenet"]
 
 RELEASE_TEXT_MODEL = "emilyalsentzer/Bio_ClinicalBERT"
+
+# What a config may ask for: far above every model of the paper (BERT-base: 768 wide, 12 layers; 299-px
+# inputs), far below what would exhaust a machine's memory before any weight is compared with a file.
+LIMITS: dict[str, int] = {
+    "hidden_size": 8192,
+    "num_hidden_layers": 128,
+    "num_attention_heads": 256,
+    "intermediate_size": 65536,
+    "max_position_embeddings": 16384,
+    "vocab_size": 1_000_000,
+    "type_vocab_size": 1024,
+    "max_length": 16384,
+    "image_size": 8192,
+}
+
+
+def check_limit(key: str, value: Any, limit: str) -> None:
+    """``value`` must be an integer in 1..LIMITS[limit]; the error names ``key``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key} must be an integer, got {value!r}")
+    if not 1 <= value <= LIMITS[limit]:
+        raise ValueError(f"{key}={value} is outside 1..{LIMITS[limit]} (what a config may ask for)")
 
 
 @dataclass(frozen=True)
@@ -34,6 +57,10 @@ class ImageEncoderConfig:
     imagenet_init: bool = False
     input_resize: int | None = 299
     freeze: bool = False
+
+    def __post_init__(self) -> None:
+        if self.input_resize is not None:
+            check_limit("image.input_resize", self.input_resize, "image_size")
 
 
 @dataclass(frozen=True)
@@ -55,6 +82,12 @@ class TextEncoderConfig:
     max_length: int = 97
     freeze_layers: int = 0  # embeddings + this many lower transformer layers frozen (0: none)
     dropout: float | None = None  # hidden + attention dropout of the BERT (None: the model's own)
+
+    def __post_init__(self) -> None:
+        check_limit("text.max_length", self.max_length, "max_length")
+        for key, value in (self.bert_config or {}).items():
+            if key in LIMITS and value is not None:
+                check_limit(f"text.bert_config.{key}", value, key)
 
 
 @dataclass(frozen=True)
@@ -84,6 +117,10 @@ class ImageTransformConfig:
     imsize: int = 256
     crop_size: int = 224
     norm: Normalisation = "half"
+
+    def __post_init__(self) -> None:
+        check_limit("transforms.imsize", self.imsize, "image_size")
+        check_limit("transforms.crop_size", self.crop_size, "image_size")
 
 
 @dataclass(frozen=True)
@@ -224,36 +261,43 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
-    """Build dataclass ``cls`` from a mapping, checking keys and types; errors name the dotted key."""
+    """Build dataclass ``cls`` from a mapping, checking keys and types; errors name the dotted key.
+
+    The one validator of the package's configs: model configs (``GloriaConfig``) and experiment files
+    (``gloria.training.experiment``) both go through it. Lists become tuples where the field is a tuple,
+    integers become floats where it is a float, NaN and infinity are refused, null only where allowed.
+    """
     if not isinstance(data, Mapping):
         raise ValueError(
             f"config section {where or cls.__name__!r} must be a mapping, got {type(data).__name__}"
         )
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    prefix = f"{where}." if where else ""
+    unknown = sorted(str(k) for k in data if k not in names)
     if unknown:
-        prefix = f"{where}." if where else ""
-        raise ValueError(f"unknown config key(s) {[prefix + k for k in unknown]}; allowed: {sorted(names)}")
-    kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        key = f"{where}.{name}" if where else name
-        kwargs[name] = _coerce(hints[name], value, key)
+        raise ValueError(f"unknown config key(s) {[prefix + k for k in unknown]}; allowed here: {names}")
+    kwargs = {name: _coerce(hints[name], data[name], prefix + name) for name in names if name in data}
     return cls(**kwargs)
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
+    """Validate ``value`` against a type hint; return it converted (lists -> tuples, ints -> floats)."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         return from_dict(hint, value, key)
+    if hint is Any:
+        return value
     if origin is Literal:
         if value not in args:
             raise ValueError(f"config key {key!r} must be one of {list(args)}, got {value!r}")
         return value
     if origin in (types.UnionType, typing.Union):
-        if value is None and type(None) in args:
-            return None
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ValueError(f"config key {key!r} must not be null")
         errors = []
         for arg in args:
             if arg is type(None):
@@ -262,30 +306,38 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
                 return _coerce(arg, value, key)
             except ValueError as err:
                 errors.append(str(err))
-        raise ValueError(f"config key {key!r} has an invalid value {value!r}: {'; '.join(errors)}")
-    if hint is Any:
-        return value
+        raise ValueError(f"config key {key!r} has an invalid value {value!r} ({'; '.join(errors)})")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"config key {key!r} must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ValueError(f"config key {key!r} must have {len(args)} items, got {value!r}")
+        return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
     if origin is not None and isinstance(origin, type) and issubclass(origin, Mapping):
         if not isinstance(value, Mapping):
             raise ValueError(f"config key {key!r} must be a mapping, got {value!r}")
         return dict(value)
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"config key {key!r} must be a number, got {value!r}")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"config key {key!r} must be an integer, got {value!r}")
-        return value
     if hint is bool:
         if not isinstance(value, bool):
             raise ValueError(f"config key {key!r} must be true or false, got {value!r}")
         return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"config key {key!r} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"config key {key!r} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"config key {key!r} must be a finite number, got {value!r}")
+        return float(value)
     if hint is str:
         if not isinstance(value, str):
             raise ValueError(f"config key {key!r} must be a string, got {value!r}")
         return value
-    return value
+    raise TypeError(f"unsupported type hint {hint!r} for config key {key!r}")  # a bug in this module
 
 
 def config_from_dict(data: Mapping[str, Any]) -> GloriaConfig:

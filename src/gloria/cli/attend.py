@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from gloria.viz import plots
     from gloria.viz.maps import normalise_for_display, to_original
 
-    model = load_model(args.model, args.device)
+    model = load_model(args)
     cfg = model.config
     gray = read_image(args.image)
     pre = ImagePreprocessor(cfg.transforms)
@@ -112,7 +112,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         cases = rsna_grounding_cases(args.evaluate, limit=args.max_cases)
     else:
         cases = synth_grounding_cases(args.evaluate)[: args.max_cases]
-    model = load_model(args.model, args.device)
+    model = load_model(args)
     result = evaluate_grounding(model, cases, seed=args.seed)
     report = Report("Grounding", Path(args.out))
     report.results["settings"] = {

@@ -1,4 +1,5 @@
-"""``gloria convert``: a release ``.ckpt`` -> a safe directory (safetensors + YAML config + metadata)."""
+"""``gloria convert``: a release ``.ckpt`` or a ``gloria train`` pretraining checkpoint -> a safe directory
+(safetensors + YAML config + metadata)."""
 
 from __future__ import annotations
 
@@ -6,32 +7,28 @@ import argparse
 import logging
 from typing import Any
 
+from gloria.cli.embed import add_checkpoint_arguments
+
 log = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "convert",
-        help="convert a release checkpoint (.ckpt) to model.safetensors + config.yaml + metadata.json",
+        help="convert a checkpoint (release or gloria train) to model.safetensors + config.yaml + metadata",
         description=(
-            "Read a 2021 release checkpoint without running code from it, check every tensor against the "
+            "Read a 2021 release checkpoint or a `gloria train` pretraining checkpoint without running code "
+            "from it, check every tensor against the "
             "model, and write a directory that gloria.load_gloria(DIR) loads without any pickle."
         ),
     )
-    parser.add_argument("checkpoint", help="release checkpoint, e.g. pretrained/chexpert_resnet50.ckpt")
+    parser.add_argument(
+        "checkpoint",
+        help="release checkpoint (pretrained/chexpert_resnet50.ckpt) or runs/NAME/checkpoints/last.ckpt",
+    )
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument(
-        "--text-model",
-        default=None,
-        help="local directory of the text model (config.json + vocab.txt); default: the checkpoint's "
-        "bert_type from the local Hugging Face cache",
-    )
+    add_checkpoint_arguments(parser)
     parser.add_argument("--sha256", default=None, help="expected sha256 of the checkpoint (checked)")
-    parser.add_argument(
-        "--trust",
-        action="store_true",
-        help="allow full unpickling (runs code from the file; only for files from a trusted source)",
-    )
     parser.add_argument("--force", action="store_true", help="replace an existing converted directory")
     parser.set_defaults(func=run)
 

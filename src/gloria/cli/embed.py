@@ -13,33 +13,48 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-PRESET_PREFIX = "preset:"
-
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         required=True,
-        help="registered name, release .ckpt, converted directory, or preset:NAME (random weights: "
-        "smoke tests only)",
+        help="registered name, release .ckpt, converted directory, a `gloria train` checkpoint "
+        "(runs/NAME/checkpoints/last.ckpt), or preset:NAME (random weights: smoke tests only)",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    add_checkpoint_arguments(parser)
 
 
-def load_model(spec: str, device: str | None = None) -> Any:
-    """The model named by ``--model`` in eval mode."""
-    if spec.startswith(PRESET_PREFIX):
-        import torch
+def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--text-model`` and ``--trust``: how a checkpoint is read (every command that reads one)."""
+    parser.add_argument(
+        "--text-model",
+        default=None,
+        help="local directory of the text model of a release .ckpt (config.json + vocab.txt); default: its "
+        "bert_type (a local directory or the local Hugging Face cache)",
+    )
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="allow full unpickling of the checkpoint (runs code from the file; trusted sources only)",
+    )
 
-        from gloria.config import preset
-        from gloria.model import GLoRIA
 
-        log.warning("using preset %s with RANDOM weights: numbers are not meaningful", spec)
-        torch.manual_seed(0)
-        return GLoRIA(preset(spec[len(PRESET_PREFIX) :])).to(device or "cpu").eval()
-    from gloria.pretrained import load_gloria
+def load_model(args: argparse.Namespace) -> Any:
+    """The GLoRIA model named by ``--model`` in eval mode (``gloria.load_gloria``)."""
+    from gloria.pretrained.loading import load_gloria
 
-    return load_gloria(spec, device=device)
+    return load_gloria(args.model, args.device, text_model=args.text_model, trust=args.trust)
+
+
+def embedding_cache(args: argparse.Namespace, model: Any) -> Any:
+    """The embedding cache of ``--cache`` (default ``default_cache_dir()``) for ``model``; None with
+    ``--no-cache``."""
+    from gloria.tasks.embed import EmbeddingCache, model_fingerprint
+
+    if getattr(args, "no_cache", False):
+        return None
+    return EmbeddingCache(Path(args.cache) if args.cache else default_cache_dir(), model_fingerprint(model))
 
 
 def default_cache_dir() -> Path:
@@ -57,6 +72,12 @@ def register(subparsers: Any) -> None:
     )
     add_model_argument(parser)
     parser.add_argument("--images", required=True, help="folder of images or CSV with a Path column")
+    parser.add_argument(
+        "--image-root",
+        default=None,
+        help="folder a CSV's relative Path values start from (default: the "
+        "CSV's folder or the one above it, whichever holds the first image)",
+    )
     parser.add_argument("--texts", default=None, help="CSV with a text column (text, Report Impression, ...)")
     parser.add_argument("--out", required=True, help="output .npz file")
     parser.add_argument("--regions", action="store_true", help="also store region features [N, D, h, w]")
@@ -72,25 +93,21 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from gloria.tasks import embed as E
 
-    model = load_model(args.model, args.device)
-    paths = E.list_images(args.images)
-    cache = None
-    if not args.no_cache:
-        root = Path(args.cache) if args.cache else default_cache_dir()
-        cache = E.EmbeddingCache(root, E.model_fingerprint(model))
-    images = E.embed_images(
+    paths = E.list_images(args.images, args.image_root)
+    texts = E.read_texts(args.texts) if args.texts else None
+    model = load_model(args)
+    cache = embedding_cache(args, model)
+    result = E.run_embed(
         model,
         paths,
+        texts,
         batch_size=args.batch_size,
         cache=cache,
         with_regions=args.regions,
         progress=not args.no_progress,
     )
-    texts = text_features = None
-    if args.texts:
-        texts = E.read_texts(args.texts)
-        text_features = E.embed_texts(model, texts, batch_size=args.batch_size).features
-    out = E.save_embeddings(args.out, images, texts, text_features)
-    hits = cache.hits if cache is not None else 0
-    log.info("wrote %s: %d images (%d from cache), %d texts", out, len(paths), hits, len(texts or []))
+    out = result.save(args.out)
+    log.info(
+        "wrote %s: %d images (%d from cache), %d texts", out, len(paths), result.cache_hits, len(texts or [])
+    )
     return 0

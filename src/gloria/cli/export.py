@@ -6,6 +6,8 @@ import argparse
 import logging
 from typing import Any
 
+from gloria.cli.embed import add_checkpoint_arguments
+
 log = logging.getLogger(__name__)
 
 
@@ -22,14 +24,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--model",
         required=True,
-        help="registered name, release .ckpt or converted directory (or a preset name such as 'tiny' for "
-        "random weights)",
+        help="registered name, release .ckpt, converted directory, a `gloria train` pretraining checkpoint "
+        "(or a preset name such as 'tiny' for random weights)",
     )
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 16)")
-    parser.add_argument("--text-model", default=None, help="text model directory for a release .ckpt")
-    parser.add_argument("--trust", action="store_true", help="allow full unpickling of a release .ckpt")
+    add_checkpoint_arguments(parser)
     parser.set_defaults(func=run)
 
 

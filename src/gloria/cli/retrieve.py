@@ -7,8 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from gloria.cli.embed import add_model_argument, default_cache_dir, load_model
-from gloria.cli.zero_shot import read_eval_set
+from gloria.cli.embed import add_model_argument, embedding_cache, load_model
 
 log = logging.getLogger(__name__)
 
@@ -43,49 +42,31 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from collections import Counter
-
-    from gloria.tasks import embed as E
+    from gloria.data.eval_set import read_eval_set
     from gloria.tasks import retrieval as R
     from gloria.tasks.report import Report, add_retrieval
 
     data = read_eval_set(args.data, args.image_root)
-    empty = [i for i, t in enumerate(data.texts) if not t.strip()]
-    if empty:
-        raise ValueError(f"{args.data}: row {empty[0] + 2} has no report text (retrieval needs one per row)")
-    model = load_model(args.model, args.device)
-    cache = E.EmbeddingCache(
-        Path(args.cache) if args.cache else default_cache_dir(), E.model_fingerprint(model)
-    )
-    images = E.embed_images(model, data.paths, batch_size=args.batch_size, cache=cache, with_regions=True)
-    texts = E.embed_texts(model, data.texts, batch_size=args.batch_size).features
-    feats = images.features()
-    device = texts.words.device  # score where the model runs; image features come from the CPU cache
-    feats = type(feats)(regions=feats.regions.to(device), embedding=feats.embedding.to(device))
-    inputs = R.RetrievalInputs.from_features(feats, texts)
-    classes = sorted(set(data.tasks))
-    labels = [classes.index(t) for t in data.tasks]
-    ks = [k for k in args.ks if k <= len(labels)]
-    if len(ks) < len(args.ks):
-        log.warning(
-            "dropped K values larger than the %d candidates: %s", len(labels), sorted(set(args.ks) - set(ks))
-        )
-    results = R.evaluate_grid(
-        inputs,
-        labels,
+    if any(not t.strip() for t in data.texts):  # checked before the model is loaded
+        row = next(i for i, t in enumerate(data.texts) if not t.strip())
+        raise ValueError(f"{args.data}: row {row + 2} has no report text (retrieval needs one per row)")
+    model = load_model(args)
+    cache = embedding_cache(args, model)
+    result = R.run_retrieval(
+        model,
+        data,
         directions=args.direction,
         similarities=args.similarity,
-        alignment=model.config.alignment,
-        ks=ks,
+        ks=args.ks,
         chunk_size=args.chunk_size,
+        batch_size=args.batch_size,
+        cache=cache,
         progress=True,
     )
-    counts = Counter(labels)
-    chance = sum(c * c for c in counts.values()) / len(labels) ** 2
     report = Report("Retrieval", Path(args.out))
-    report.results["settings"] = {"model": args.model, "data": str(args.data), "classes": classes}
-    report.text(f"Model `{args.model}`, data `{args.data}`, {len(labels)} images and texts.")
-    add_retrieval(report, results, chance=chance)
+    report.results["settings"] = {"model": args.model, "data": str(args.data), "classes": result.classes}
+    report.text(f"Model `{args.model}`, data `{args.data}`, {len(data.paths)} images and texts.")
+    add_retrieval(report, result.rows, chance=result.chance)
     json_path, md_path = report.write()
     log.info("wrote %s and %s", json_path, md_path)
     return 0

@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", default=None, help="Lightning devices (e.g. 1, 4, auto)")
     parser.add_argument("--num_nodes", type=int, default=None, help="machines (DDP over nodes)")
     parser.add_argument("--accelerator", default=None, help="cpu, gpu, auto")
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="allow full unpickling of the checkpoints read (model.checkpoint, --resume): runs code from "
+        "the files; only for files from a trusted source",
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, dotted keys")
 
 
@@ -69,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         splits=args.splits,
         resume=resume,
         out_dir=args.out,
+        trust=args.trust,
     )
     metrics = results.get("summary") or results.get("test_metrics") or results.get("fit_metrics") or {}
     log.info("results: %s", json.dumps(metrics, default=str)[:2000])

@@ -1,58 +1,17 @@
-"""``gloria zero-shot``: zero-shot classification on a 5x200-style CSV with a JSON + Markdown report.
-
-Also holds the reader of that CSV's images, tasks and report texts, shared with ``gloria retrieve``.
-"""
+"""``gloria zero-shot``: zero-shot classification on a 5x200-style CSV with a JSON + Markdown report
+(the evaluation is ``gloria.tasks.zero_shot.run_zero_shot``; this module parses arguments and writes)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from gloria.cli.embed import add_model_argument, default_cache_dir, load_model
+from gloria.cli.embed import add_model_argument, embedding_cache, load_model
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EvalSet:
-    """Rows of a 5x200-style CSV: image files, task per row, report impression per row (may be empty)."""
-
-    paths: list[Path]
-    tasks: list[str]
-    texts: list[str]
-
-
-def read_eval_set(csv_path: str | Path, image_root: str | Path | None = None) -> EvalSet:
-    """Read ``Path`` / ``task`` (or the release's five task columns) / ``Report Impression``.
-
-    ``Path`` is relative to ``image_root``; by default the CSV's folder or the one above it (CheXpert paths
-    start with ``CheXpert-v1.0/``), whichever holds the first image.
-    """
-    from gloria.data.chexpert_5x200 import REPORT_COLUMN, read_5x200_csv
-
-    frame = read_5x200_csv(csv_path).frame
-    if frame.empty:
-        raise ValueError(f"{csv_path}: no rows")
-    csv_dir = Path(csv_path).resolve().parent
-    first = Path(str(frame["Path"].iloc[0]))
-    if image_root is not None:
-        root = Path(image_root)
-    else:
-        root = next((d for d in (csv_dir, csv_dir.parent) if (d / first).is_file()), csv_dir)
-    paths = [p if p.is_absolute() else root / p for p in map(Path, frame["Path"].astype(str))]
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"{csv_path}: {len(missing)} image(s) not found, first {missing[0]}")
-    texts = (
-        frame[REPORT_COLUMN].fillna("").astype(str).tolist() if REPORT_COLUMN in frame else [""] * len(paths)
-    )
-    return EvalSet(paths, frame["task"].astype(str).tolist(), texts)
 
 
 def register(subparsers: Any) -> None:
@@ -96,7 +55,7 @@ def _prompts(args: argparse.Namespace) -> tuple[dict[str, list[str]], dict[str, 
 
 
 def run(args: argparse.Namespace) -> int:
-    from gloria.tasks import embed as E
+    from gloria.data.eval_set import read_eval_set
     from gloria.tasks import zero_shot as Z
     from gloria.tasks.report import Report, add_zero_shot
 
@@ -105,18 +64,25 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(data.tasks) - set(positive))
     if unknown:
         raise ValueError(f"{args.data}: tasks {unknown} have no prompts; prompt classes are {list(positive)}")
+    model = load_model(args)
+    cache = embedding_cache(args, model)
+    result = Z.run_zero_shot(
+        model,
+        data,
+        positive,
+        negative,
+        ensemble=args.ensemble,
+        legacy=args.legacy,
+        negative_template=args.negative_template,
+        calibrate=args.calibrate,
+        val_fraction=args.val_fraction,
+        n_boot=args.n_boot,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        cache=cache,
+    )
     if args.ensemble == "pairs" and negative is None:
         negative = Z.default_negatives(list(positive), args.negative_template)
-    model = load_model(args.model, args.device)
-    cache = E.EmbeddingCache(
-        Path(args.cache) if args.cache else default_cache_dir(), E.model_fingerprint(model)
-    )
-    images = E.embed_images(model, data.paths, batch_size=args.batch_size, cache=cache, with_regions=True)
-    prompts = Z.encode_class_prompts(model, positive, negative if args.ensemble == "pairs" else None)
-    scores = Z.zero_shot_scores(
-        images.features(), prompts, model.config.alignment, ensemble=args.ensemble, legacy=args.legacy
-    ).numpy()
-    labels = np.array([prompts.class_names.index(t) for t in data.tasks])
     out = Path(args.out)
     report = Report("Zero-shot classification", out)
     report.results["settings"] = {
@@ -130,47 +96,23 @@ def run(args: argparse.Namespace) -> int:
     report.text(
         f"Model `{args.model}`, data `{args.data}`, ensemble `{args.ensemble}`, legacy {args.legacy}."
     )
-    test = np.arange(len(labels))
-    if args.calibrate:
-        rng = np.random.default_rng(args.seed)
-        order = rng.permutation(len(labels))
-        n_val = max(1, int(args.val_fraction * len(labels)))
-        val, test = np.sort(order[:n_val]), np.sort(order[n_val:])
-        cal = Z.Calibrator.fit(scores[val], labels[val], args.calibrate)
-        calibrated = cal(scores[test])
-        from gloria.tasks.metrics import expected_calibration_error
-
-        raw_probs = np.exp(scores[test] - scores[test].max(1, keepdims=True))
-        raw_probs /= raw_probs.sum(1, keepdims=True)
-        report.results["calibration"] = {
-            "method": args.calibrate,
-            "params": cal.params.tolist(),
-            "fit_rows": len(val),
-            "ece_softmax_of_scores": expected_calibration_error(raw_probs, labels[test]),
-            "ece_calibrated": expected_calibration_error(calibrated, labels[test]),
-        }
-        cal_info = report.results["calibration"]
+    test_labels = result.labels[result.test_rows]
+    if result.calibration is not None and result.calibrated is not None:
+        cal = result.calibration
+        report.results["calibration"] = cal
         report.heading(f"Calibration ({args.calibrate})")
         report.text(
-            f"Fitted on {len(val)} seeded rows, evaluated on the other {len(test)}: calibration error (ECE) "
-            f"{cal_info['ece_softmax_of_scores']:.3f} (softmax of the raw scores) -> "
-            f"{cal_info['ece_calibrated']:.3f} (calibrated)."
+            f"Fitted on {cal['fit_rows']} seeded rows, evaluated on the other {len(result.test_rows)}: "
+            f"calibration error (ECE) {cal['ece_softmax_of_scores']:.3f} (softmax of the raw scores) -> "
+            f"{cal['ece_calibrated']:.3f} (calibrated)."
         )
-        ev_cal = Z.evaluate_scores(
-            calibrated, labels[test], prompts.class_names, n_boot=args.n_boot, seed=args.seed
+        assert result.calibrated_evaluation is not None
+        add_zero_shot(
+            report, result.calibrated_evaluation, result.calibrated, test_labels, name="zero_shot_calibrated"
         )
-        add_zero_shot(report, ev_cal, calibrated, labels[test], name="zero_shot_calibrated")
-    evaluation = Z.evaluate_scores(
-        scores[test], labels[test], prompts.class_names, n_boot=args.n_boot, seed=args.seed
-    )
-    add_zero_shot(report, evaluation, scores[test], labels[test])
+    add_zero_shot(report, result.evaluation, result.scores[result.test_rows], test_labels)
     out.mkdir(parents=True, exist_ok=True)
-    import pandas as pd
-
-    table = pd.DataFrame(scores, columns=prompts.class_names)
-    table.insert(0, "task", data.tasks)
-    table.insert(0, "Path", [str(p) for p in data.paths])
-    table.to_csv(out / "scores.csv", index=False)
+    result.scores_table(data).to_csv(out / "scores.csv", index=False)
     json_path, md_path = report.write()
-    log.info("accuracy %s; wrote %s and %s", json.dumps(evaluation["accuracy"]), json_path, md_path)
+    log.info("accuracy %s; wrote %s and %s", json.dumps(result.evaluation["accuracy"]), json_path, md_path)
     return 0

@@ -37,25 +37,35 @@ def _ascii_tokens(tokens: list[str]) -> list[str]:
     return [token for token in stripped if token]
 
 
-def clean_text(text: str, *, keep_short: bool = True) -> str:
-    """Clean a prompt or report into one lower-case string of ASCII word tokens separated by spaces.
-
-    Every piece (method.md section 6) is tokenised and its ASCII tokens joined; all kept pieces are joined
-    by single spaces. ``keep_short=False`` is the release: pieces of <= 1 token are dropped, so a one-word
-    prompt ("Pneumonia") becomes ``""``. The default keeps one-token pieces. Pieces with no token at all are
-    always dropped; a kept piece whose tokens were all non-ASCII stays as an empty string in the join (a
-    double space), exactly as the release. A warning is logged when a non-blank text cleans to ``""``.
-    """
-    if not isinstance(text, str):
-        raise ValueError(f"text must be a string, got {type(text).__name__}: {text!r}")
-    min_tokens = 1 if keep_short else 2
+def _clean(text: str, min_tokens: int) -> str:
     kept = []
     for piece in _pieces(text):
         tokens = _piece_tokens(piece)
         if len(tokens) < min_tokens:
             continue
         kept.append(" ".join(_ascii_tokens(tokens)))
-    cleaned = " ".join(kept)
+    return " ".join(kept)
+
+
+def clean_text(text: str, *, keep_short: bool = True) -> str:
+    """Clean a prompt or report into one lower-case string of ASCII word tokens separated by spaces.
+
+    Every piece (method.md section 6) is tokenised and its ASCII tokens joined; all kept pieces are joined
+    by single spaces. The release drops pieces of <= 1 token, so a one-word prompt ("Pneumonia") becomes
+    ``""``. By default the result is the release's on every text it does not empty; only where the release
+    returns an empty string are one-token pieces kept instead (logged as a warning). ``keep_short=False``
+    is the release exactly. Pieces with no token at all are always dropped; a kept piece whose tokens were
+    all non-ASCII stays as an empty string in the join (a double space), exactly as the release. A warning
+    is logged when a non-blank text cleans to ``""``.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}: {text!r}")
+    cleaned = _clean(text, 2)
+    if keep_short and not cleaned.strip() and text.strip():
+        short = _clean(text, 1)
+        if short.strip():
+            log.warning("text %r: the release's cleaning empties it; its one-word pieces are kept", text[:80])
+            cleaned = short
     if not cleaned.strip() and text.strip():
         log.warning("text %r is empty after cleaning (keep_short=%s)", text[:80], keep_short)
     return cleaned

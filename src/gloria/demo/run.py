@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from gloria.demo.evaluate import EvalSet
+from gloria.data.eval_set import EvalSet
 from gloria.demo.settings import DemoSettings
 from gloria.model import GLoRIA
 from gloria.tasks import embed as E

@@ -13,27 +13,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from gloria.demo import evaluate as EV
-from gloria.demo import figures, probe, training
+from gloria.demo import figures, training
 from gloria.demo.prompts import choose_prompts, corpus_vocabulary
 from gloria.demo.run import DemoRun
 from gloria.tasks import embed as E
-from gloria.tasks.report import Report, add_grounding, add_retrieval, add_zero_shot
+from gloria.tasks import linear_probe as probe
+from gloria.tasks import retrieval as R
+from gloria.tasks import zero_shot as Z
+from gloria.tasks.metrics import chance_levels
+from gloria.tasks.report import add_grounding, add_retrieval, add_zero_shot
 
 log = logging.getLogger(__name__)
 
 SEG_EXAMPLES = 3  # test images with a mask drawn with each encoder's predicted mask
-
-
-def _retitle(section: Report, old: str, new: str) -> None:
-    """Replace the last heading line ``old`` a ``gloria.tasks.report.add_*`` helper wrote (one level down,
-    named after the model); a helper that words its heading differently keeps its own."""
-    for i in range(len(section.lines) - 1, -1, -1):
-        if section.lines[i] == old:
-            section.lines[i] = new
-            return
 
 
 def _num(value: object) -> str:
@@ -158,13 +151,6 @@ def _embeddings(run: DemoRun, name: str) -> E.ImageEmbeddings:
     return run.embeddings[name]
 
 
-def chance_levels(tasks: list[str]) -> tuple[float, float]:
-    """(largest class share, expected same-class share of a random candidate)."""
-    _, counts = np.unique(tasks, return_counts=True)
-    shares = counts / counts.sum()
-    return float(shares.max()), float((shares**2).sum())
-
-
 def stage_zero_shot(run: DemoRun) -> None:
     s = run.settings
     assert run.eval_set is not None
@@ -185,16 +171,23 @@ def stage_zero_shot(run: DemoRun) -> None:
     )
     sec.table([{"class": c, "prompts": "; ".join(p)} for c, p in chosen.prompts.items()])
     for name in run.models:
-        result = EV.zero_shot(
+        result = Z.run_zero_shot(
             run.model(name),
-            _embeddings(run, name),
             run.eval_set,
             chosen.prompts,
+            images=_embeddings(run, name),
             n_boot=s.n_boot,
             seed=run.seed,
         )
-        add_zero_shot(sec, result.evaluation, result.scores, result.labels, name=f"zero_shot_{name}")
-        _retitle(sec, f"## Zero-shot classification (zero_shot_{name})", f"### {run.title(name)}")
+        add_zero_shot(
+            sec,
+            result.evaluation,
+            result.scores,
+            result.labels,
+            name=f"zero_shot_{name}",
+            heading=run.title(name),
+            level=3,
+        )
         out[name] = result.evaluation
     run.results["zero_shot"] = out
 
@@ -211,9 +204,15 @@ def stage_retrieval(run: DemoRun) -> None:
         "chance": chance,
     }
     for name in run.models:
-        rows = EV.retrieval(run.model(name), _embeddings(run, name), run.eval_set, s.retrieval_ks)
-        add_retrieval(sec, rows, chance=chance, name=f"retrieval_{name}")
-        _retitle(sec, "## Retrieval (hit = same class)", f"### {run.title(name)}")
+        rows = R.run_retrieval(
+            run.model(name),
+            run.eval_set,
+            images=_embeddings(run, name),
+            similarities=("global", "both"),
+            ks=s.retrieval_ks,
+            batch_size=64,  # the text batches the demo's numbers were made with
+        ).rows
+        add_retrieval(sec, rows, chance=chance, name=f"retrieval_{name}", heading=run.title(name), level=3)
         out[name] = rows
     run.results["retrieval"] = out
 
@@ -225,14 +224,7 @@ def stage_probe(run: DemoRun) -> None:
     out: dict[str, Any] = {"fractions": list(s.probe_fractions)}
     for name in run.models:
         model = run.model(name)
-        out[name] = probe.linear_probe(
-            probe.pooled_features(model, train.paths),
-            train,
-            probe.pooled_features(model, test.paths),
-            test,
-            s.probe_fractions,
-            seed=run.seed,
-        )
+        out[name] = probe.run_linear_probe(model, train, test, s.probe_fractions, seed=run.seed)
     run.results["probe"] = out
     sec = run.section("probe")
     sec.heading("5. Linear probe (frozen encoder, 5 CheXpert competition labels)")
@@ -353,8 +345,7 @@ def stage_grounding(run: DemoRun) -> None:
         "the word-region cosine. A map that is exactly uniform has no maximum inside the finding."
     )
     for name in run.models:
-        add_grounding(sec, outputs[name].summary, name=f"grounding_{name}")
-        _retitle(sec, "## Grounding (maps in original pixels vs ground truth)", f"### {run.title(name)}")
+        add_grounding(sec, outputs[name].summary, name=f"grounding_{name}", heading=run.title(name), level=3)
     if "pretrained" not in outputs:
         return
     for i, (case, maps) in enumerate(outputs["pretrained"].examples):

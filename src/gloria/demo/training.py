@@ -19,8 +19,9 @@ from gloria.config import preset as model_preset
 from gloria.data.chexpert import study_key
 from gloria.demo.settings import DemoSettings
 from gloria.model import GLoRIA
+from gloria.pretrained.loading import load_gloria, load_model
 from gloria.training.experiment import ExperimentConfig, deep_merge, experiment_from_dict
-from gloria.training.runner import build_gloria, run_experiment
+from gloria.training.runner import run_experiment
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,7 @@ def pretrain(cfg: ExperimentConfig, runs: Path) -> tuple[GLoRIA, dict[str, Any]]
     checkpoint = results.get("best_checkpoint") or results.get("last_checkpoint")
     if not checkpoint:
         raise RuntimeError("pretraining wrote no checkpoint")
-    model = build_gloria(cfg.replace([f"model.checkpoint={checkpoint}"])).eval()
-    return model, results
+    return load_gloria(checkpoint, "cpu"), results
 
 
 def random_init_model(cfg: ExperimentConfig) -> GLoRIA:
@@ -192,9 +192,9 @@ def predicted_masks(
     ``checkpoints`` are the runner's tested checkpoints of ``cfg``'s task (``{name: path}``).
     """
     from gloria.training.datamodules import GloriaDataModule
-    from gloria.training.runner import build_module, read_lightning_checkpoint
-    from gloria.training.segment_module import SegmentModule
 
+    if cfg.task != "segmentation":
+        raise TypeError(f"predicted_masks needs a segmentation experiment, got task {cfg.task!r}")
     data = GloriaDataModule("segmentation", cfg.data, cfg.gloria_config().transforms, seed=seed, classes=[])
     test = data.dataset("test")
     items: list[dict[str, Any]] = []
@@ -206,14 +206,10 @@ def predicted_masks(
                 break
     images = torch.stack([item["image"] for item in items]) if items else torch.empty(0)
     predictions: dict[str, list[NDArray[np.bool_]]] = {}
-    architecture = cfg.replace(["model.checkpoint=null"])  # the weights come from the fine-tuned checkpoint
     for name, path in checkpoints.items():
-        module = build_module(architecture, [])
-        if not isinstance(module, SegmentModule):
-            raise TypeError(f"predicted_masks needs a segmentation experiment, got task {cfg.task!r}")
-        module.load_state_dict(read_lightning_checkpoint(Path(path))["state_dict"])
+        unet = load_model(path, "cpu")  # the fine-tuned U-Net, by the one loader
         with torch.no_grad():
-            logits = module.eval().unet(images) if items else torch.empty(0)
+            logits = unet(images) if items else torch.empty(0)
         predictions[name] = [(torch.sigmoid(z[0]) > 0.5).numpy() for z in logits]
     return (
         [item["image"][0].numpy() for item in items],

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS: dict[str, str] = {
     "available_models": "gloria.pretrained.loading",
     "load_gloria": "gloria.pretrained.loading",
+    "load_model": "gloria.pretrained.loading",
     "load_image_encoder": "gloria.pretrained.loading",
     "load_img_classification_model": "gloria.pretrained.loading",
     "load_img_segmentation_model": "gloria.pretrained.loading",
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from gloria.pretrained.loading import load_image_encoder as load_image_encoder
     from gloria.pretrained.loading import load_img_classification_model as load_img_classification_model
     from gloria.pretrained.loading import load_img_segmentation_model as load_img_segmentation_model
+    from gloria.pretrained.loading import load_model as load_model
     from gloria.pretrained.release import read_release_checkpoint as read_release_checkpoint
 
 

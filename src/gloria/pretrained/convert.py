@@ -1,6 +1,7 @@
-"""One-time conversion of a release checkpoint into a safe directory: ``model.safetensors`` (our keys),
-``config.yaml`` (our ``GloriaConfig``), ``metadata.json`` (source, sha256, release hyper-parameters) and the
-tokenizer files. ``load_gloria(DIR)`` then reads it without any pickle.
+"""One-time conversion of a release checkpoint (or a ``gloria train`` pretraining checkpoint) into a safe
+directory: ``model.safetensors`` (our keys), ``config.yaml`` (our ``GloriaConfig``), ``metadata.json``
+(source, sha256, release hyper-parameters) and the tokenizer files. ``load_gloria(DIR)`` then reads it
+without any pickle.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from safetensors.torch import save_file
 from gloria.config import GloriaConfig, TextEncoderConfig
 from gloria.encoders.text import resolve_vocab_file
 from gloria.pretrained import registry
-from gloria.pretrained.loading import CONFIG_FILE, METADATA_FILE, Weights, full_config, load_state_strict
-from gloria.pretrained.release import BERT_FIELDS, read_release_checkpoint
+from gloria.pretrained.converted import CONFIG_FILE, METADATA_FILE
+from gloria.pretrained.loading import build_gloria_from, read_weights
+from gloria.pretrained.release import BERT_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +39,13 @@ def convert_checkpoint(
     overwrite: bool = False,
     record: bool = True,
 ) -> Path:
-    """Convert the release file ``source`` into ``out_dir`` and return ``out_dir``.
+    """Convert the checkpoint ``source`` (a release file or a ``gloria train`` pretraining checkpoint) into
+    ``out_dir`` and return ``out_dir``.
 
-    The weights are loaded into a freshly built model first (exact key and shape check), so a directory is
+    The weights are loaded into a freshly built model first (the one strict key check), so a directory is
     only written for a file that loads. ``sha256``: the user's expected hash of ``source`` (checked). The
     file's hash is always recorded, in ``metadata.json`` and in the cache directory's ``registry.json``.
     """
-    from gloria.model import GLoRIA
-
     source = Path(source)
     out = Path(out_dir)
     if registry.is_converted_dir(out) and not overwrite:
@@ -52,18 +53,14 @@ def convert_checkpoint(
             f"{out} already holds a converted model; pass overwrite=True (--force) to replace it"
         )
     if not source.is_file():
-        raise FileNotFoundError(f"release checkpoint not found: {source}")
+        raise FileNotFoundError(f"checkpoint not found: {source}")
     digest = registry.check_sha256(source, sha256) if sha256 else registry.file_sha256(source)
-    ckpt = read_release_checkpoint(source, trust=trust)
-    weights = Weights(
-        source=source, state_dict=ckpt.state_dict, config=None, hyper_parameters=ckpt.hyper_parameters
-    )
-    config = full_config(weights, text_model)
-    model = GLoRIA(config)
-    load_state_strict(model, ckpt.state_dict, source, f"{config.image.backbone} GLoRIA model")
+    weights = read_weights(source, trust=trust)
+    model = build_gloria_from(weights, text_model)
+    config = model.config
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
 
     out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     weights_path = out / registry.CONVERTED_WEIGHTS
     save_file(tensors, str(weights_path), metadata={"format": "pt", "gloria_format": str(FORMAT_VERSION)})
     stored = _store_text_model(model, config, out)
@@ -83,8 +80,9 @@ def convert_checkpoint(
         "n_tensors": len(tensors),
         "backbone": config.image.backbone,
         "text_model": config.text.model,
-        "lightning": ckpt.info,
-        "release_hyper_parameters": ckpt.hyper_parameters,
+        "source_kind": "release" if weights.config is None else "gloria train",
+        "lightning": weights.metadata.get("lightning", {}),
+        "release_hyper_parameters": weights.hyper_parameters,
     }
     (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str), encoding="utf-8")
     if record:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from gloria.config import (
     AlignmentConfig,
@@ -100,6 +100,25 @@ def check_keys(expected: Mapping[str, Tensor], given: Mapping[str, Tensor]) -> K
         if key not in expected:
             report.unexpected.append((key, tuple(tensor.shape)))
     return report
+
+
+def non_finite_keys(state_dict: Mapping[str, Tensor]) -> list[str]:
+    """Keys of floating-point tensors holding NaN or infinity (weights no training run should keep)."""
+    import torch
+
+    return [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def load_state_strict(module: nn.Module, state_dict: Mapping[str, Tensor], source: object, what: str) -> None:
+    """The one strict load: exact keys and shapes (the error lists every missing, unexpected and mis-shaped
+    key with both shapes), finite values, then ``load_state_dict(strict=True)``."""
+    report = check_keys(module.state_dict(), state_dict)
+    if not report.ok:
+        raise ValueError(f"{source} does not fit the {what}:\n{report.format()}")
+    bad = non_finite_keys(state_dict)
+    if bad:
+        raise ValueError(f"{source} holds NaN or infinite weights in {len(bad)} tensor(s), first {bad[:5]}")
+    module.load_state_dict(dict(state_dict), strict=True)
 
 
 # ------------------------------------------------------------------------------------ config inference

@@ -45,7 +45,11 @@ def read_release_checkpoint(path: str | Path, *, trust: bool = False) -> Release
     Raises ``ValueError`` naming the file when it is not a Lightning checkpoint of a GLoRIA model.
     """
     path = Path(path)
-    raw = safe_torch_load(path, trust=trust)
+    return release_from_raw(path, safe_torch_load(path, trust=trust))
+
+
+def release_from_raw(path: Path, raw: Any) -> ReleaseCheckpoint:
+    """The release checkpoint in ``raw`` (what ``safe_torch_load`` read from ``path``)."""
     if not isinstance(raw, Mapping):
         raise ValueError(
             f"{path} is not a Lightning checkpoint: it holds a {type(raw).__name__}, "
@@ -158,6 +162,8 @@ def resolve_text_model(
         return text_model
     if text_model is not None:
         return text_config_from_dir(text_model, name=bert_type)
+    if bert_type and Path(bert_type).expanduser().is_dir():  # from_pretrained(bert_type) read a directory too
+        return text_config_from_dir(bert_type)
     if not bert_type:
         raise ValueError(
             f"{source} does not name its text model (hyper_parameters model.text.bert_type); "

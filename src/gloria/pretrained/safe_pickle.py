@@ -111,6 +111,11 @@ ALLOWED_GLOBALS: dict[str, Any] = {
 }
 
 
+PICKLE_PROTO = (
+    b"\x80"  # the PROTO opcode every pickle of protocol >= 2 (and torch's legacy format) starts with
+)
+
+
 class UnsafeCheckpointError(ValueError):
     """A checkpoint names globals outside the allow-list; loading it would run code of the file's choosing."""
 
@@ -159,24 +164,7 @@ def safe_torch_load(path: str | Path, *, trust: bool = False) -> Any:
     if trust:
         log.warning("loading %s with full unpickling (trust=True): the file can run arbitrary code", path)
         return _load(path, lambda: torch.load(path, map_location="cpu", weights_only=False))
-    refused: list[str] = []
-    with path.open("rb") as fh:
-        zip_magic = fh.read(4) == b"PK\x03\x04"
-    if zip_magic and not zipfile.is_zipfile(path):
-        raise ValueError(
-            f"checkpoint {path} is corrupt or truncated: its zip archive has no central directory"
-        )
-    if zip_magic:  # legacy (pre-1.6) files cannot be scanned; the unpickler still refuses
-        try:
-            refused = unsafe_globals(path)
-        except Exception as err:  # the static scan reads the archive: a broken file fails here first
-            raise ValueError(_describe_failure(path, err)) from err
-    if refused:
-        raise UnsafeCheckpointError(
-            f"refusing to load {path}: it names globals outside the allow-list: {refused}. "
-            "Loading it could run code of the file's choosing; pass trust=True (--trust) only if you trust "
-            "where the file came from."
-        )
+    _refuse_unsafe(path)
 
     def load() -> Any:
         with torch.serialization.safe_globals(_safe_globals()):
@@ -185,16 +173,66 @@ def safe_torch_load(path: str | Path, *, trust: bool = False) -> Any:
     return _load(path, load)
 
 
+def _refuse_unsafe(path: Path) -> bool:
+    """Refuse a file that is not a torch.save file, or a zip one naming a global outside the allow-list.
+
+    Returns whether the file was scanned (zip format); torch's legacy format cannot be scanned statically.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    zip_magic = head == b"PK\x03\x04"
+    if not zip_magic and not head.startswith(PICKLE_PROTO):
+        raise ValueError(
+            f"{path} is not a checkpoint: not a readable PyTorch checkpoint (torch.save file); it is neither "
+            f"a zip archive nor a pickle (first bytes {head!r})"
+        )
+    if not zip_magic:
+        return False
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"checkpoint {path} is corrupt or truncated: its zip archive has no central directory"
+        )
+    try:
+        refused = unsafe_globals(path)
+    except Exception as err:  # the static scan reads the archive: a broken file fails here first
+        raise ValueError(_describe_failure(path, err)) from err
+    if refused:
+        raise UnsafeCheckpointError(
+            f"refusing to load {path}: it names globals outside the allow-list: {refused}. "
+            "Loading it could run code of the file's choosing; pass trust=True (--trust) only if you trust "
+            "where the file came from."
+        )
+    return True
+
+
+def check_checkpoint(path: str | Path, *, trust: bool = False) -> Path:
+    """Before handing ``path`` to a loader that unpickles it (Lightning's resume and test): the same refusals
+    as ``safe_torch_load`` (an unscannable legacy-format file is read by it in full). ``trust`` skips them."""
+    path = Path(path)
+    _check_readable(path)
+    if trust:
+        log.warning("%s will be unpickled in full (--trust): the file can run arbitrary code", path)
+        return path
+    if not _refuse_unsafe(path):
+        safe_torch_load(path)
+    return path
+
+
 def _load(path: Path, loader: Callable[[], Any]) -> Any:
     try:
         return loader()
     except pickle.UnpicklingError as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if "Weights only load failed" in str(err):
+        if "Weights only load failed" in str(err) and _names_a_global(str(err)):
             raise UnsafeCheckpointError(f"refusing to load {path}: {_weights_only_reason(str(err))}") from err
         raise ValueError(f"{path} is not a readable PyTorch checkpoint: {first}") from err
     except Exception as err:  # torch's readers raise many types (RuntimeError, EOFError, IndexError, ...)
         raise ValueError(_describe_failure(path, err)) from err
+
+
+def _names_a_global(message: str) -> bool:
+    """Whether torch's weights-only refusal is about a global (code) rather than a malformed stream."""
+    return any(word in message for word in ("GLOBAL", "global", "Unsupported class", "REDUCE"))
 
 
 def _weights_only_reason(message: str) -> str:

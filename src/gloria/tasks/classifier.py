@@ -10,6 +10,7 @@ import logging
 import torch
 from torch import Tensor, nn
 
+from gloria.config import GloriaConfig
 from gloria.encoders.image import ImageEncoder
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ class ImageClassifier(nn.Module):
         self.freeze_encoder = freeze_encoder
         self.num_cls = num_cls
         self.classifier = nn.Linear(self.img_encoder.feature_dim, num_cls)
+        self.classes: list[str] = []  # the label names, when known (a loaded training checkpoint)
+        self.config: GloriaConfig | None = None  # the model config it came from (its preprocessing)
         if freeze_encoder:
             for p in self.img_encoder.parameters():
                 p.requires_grad_(False)

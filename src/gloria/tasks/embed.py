@@ -117,11 +117,14 @@ class ImageEmbeddings:
         )
 
 
-def list_images(source: str | Path) -> list[Path]:
+def list_images(source: str | Path, image_root: str | Path | None = None) -> list[Path]:
     """Image files under a directory (recursive, sorted) or listed in a CSV's path column.
 
-    CSV paths are taken relative to the CSV's folder unless absolute.
+    Relative CSV paths start from ``image_root``; by default from the CSV's folder or the one above it,
+    whichever holds the first image (``gloria.data.eval_set.resolve_image_root``, as for zero-shot).
     """
+    from gloria.data.eval_set import resolve_image_root
+
     src = Path(source)
     if src.is_dir():
         files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -136,12 +139,17 @@ def list_images(source: str | Path) -> list[Path]:
         if column is None:
             raise ValueError(f"{src}: no image path column; expected one of {list(PATH_COLUMNS)}")
         rows = [row[column] for row in reader]
-    out = []
     for i, value in enumerate(rows, start=2):
         if not value:
             raise ValueError(f"{src}: row {i} has an empty {column!r}")
-        p = Path(value)
-        out.append(p if p.is_absolute() else src.parent / p)
+    if not rows:
+        raise ValueError(f"{src}: no rows")
+    root = resolve_image_root(src, rows[0], image_root)
+    out = [p if p.is_absolute() else root / p for p in map(Path, rows)]
+    missing = [(i, p) for i, p in enumerate(out, start=2) if not p.is_file()]
+    if missing:
+        row, path = missing[0]
+        raise FileNotFoundError(f"{src}: {len(missing)} image(s) not found, first {path} (row {row})")
     return out
 
 
@@ -281,3 +289,65 @@ def embed_texts(model: TextModel, texts: Sequence[str], *, batch_size: int = 64)
         word_strings=[s for p in parts for s in p.word_strings],
     )
     return EncodedTexts(features, cap_lens)
+
+
+def on_cpu(features: TextFeatures) -> TextFeatures:
+    """Text features with every tensor on the CPU, where image embeddings are kept (a model on a GPU)."""
+    return TextFeatures(
+        words=features.words.cpu(),
+        embedding=features.embedding.cpu(),
+        word_mask=features.word_mask.cpu(),
+        legacy_word_counts=features.legacy_word_counts.cpu(),
+        word_strings=features.word_strings,
+    )
+
+
+def embed_eval_images(
+    model: ImageModel,
+    paths: Sequence[str | Path],
+    images: ImageEmbeddings | None,
+    *,
+    batch_size: int = 32,
+    cache: EmbeddingCache | None = None,
+) -> ImageEmbeddings:
+    """``images`` when already embedded (with regions), else ``embed_images`` with regions."""
+    if images is not None:
+        if len(images.paths) != len(paths):
+            raise ValueError(f"{len(images.paths)} image embeddings given for {len(paths)} rows")
+        return images
+    return embed_images(model, paths, batch_size=batch_size, cache=cache, with_regions=True)
+
+
+@dataclass
+class EmbedResult:
+    """What ``run_embed`` computed: the images' embeddings and, when texts were given, theirs."""
+
+    images: ImageEmbeddings
+    texts: list[str] | None = None
+    text_features: TextFeatures | None = None
+    cache_hits: int = 0
+
+    def save(self, path: str | Path) -> Path:
+        """The NPZ of ``save_embeddings``."""
+        return save_embeddings(path, self.images, self.texts, self.text_features)
+
+
+def run_embed(
+    model: Any,
+    paths: Sequence[str | Path],
+    texts: Sequence[str] | None = None,
+    *,
+    batch_size: int = 32,
+    cache: EmbeddingCache | None = None,
+    with_regions: bool = False,
+    progress: bool = True,
+) -> EmbedResult:
+    """The embeddings runner: every image once per content hash and model (``cache``), texts in batches."""
+    images = embed_images(
+        model, paths, batch_size=batch_size, cache=cache, with_regions=with_regions, progress=progress
+    )
+    result = EmbedResult(images, cache_hits=cache.hits if cache is not None else 0)
+    if texts:
+        result.texts = list(texts)
+        result.text_features = embed_texts(model, result.texts, batch_size=batch_size).features
+    return result

@@ -291,3 +291,11 @@ def expected_calibration_error(probs: ArrayLike, y_true: ArrayLike, n_bins: int 
         if sel.any():
             ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
     return float(ece)
+
+
+def chance_levels(labels: Sequence[object]) -> tuple[float, float]:
+    """(largest class share: zero-shot accuracy by always answering it, expected same-class share of a
+    random candidate: retrieval's P@K by chance)."""
+    _, counts = np.unique(np.asarray([str(x) for x in labels]), return_counts=True)
+    shares = counts / counts.sum()
+    return float(shares.max()), float((shares**2).sum())

@@ -65,8 +65,8 @@ class Report:
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
 
-    def heading(self, text: str) -> None:
-        self.lines += ["", f"## {text}", ""]
+    def heading(self, text: str, level: int = 2) -> None:
+        self.lines += ["", f"{'#' * level} {text}", ""]
 
     def text(self, text: str) -> None:
         self.lines += [text, ""]
@@ -97,12 +97,15 @@ def add_zero_shot(
     labels: ArrayLike,
     *,
     name: str = "zero_shot",
+    heading: str | None = None,
+    level: int = 2,
 ) -> None:
-    """Summary table, per-class AUROC, ROC curves and confusion matrix of ``zero_shot.evaluate_scores``."""
+    """Summary table, per-class AUROC, ROC curves and confusion matrix of ``zero_shot.evaluate_scores``
+    under ``heading`` (default: "Zero-shot classification (NAME)") at markdown ``level``."""
     s, y = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.int64)
     classes = list(evaluation["classes"])
     report.results[name] = dict(evaluation)
-    report.heading(f"Zero-shot classification ({name})")
+    report.heading(heading or f"Zero-shot classification ({name})", level)
     report.table(
         [
             {
@@ -132,10 +135,12 @@ def add_retrieval(
     *,
     chance: float | None = None,
     name: str = "retrieval",
+    heading: str | None = None,
+    level: int = 2,
 ) -> None:
-    """Table and P@K bars of ``RetrievalResult.as_dict()`` rows."""
+    """Table and P@K bars of ``RetrievalResult.as_dict()`` rows, under ``heading`` at ``level``."""
     report.results[name] = list(results)
-    report.heading("Retrieval (hit = same class)")
+    report.heading(heading or "Retrieval (hit = same class)", level)
     rows = []
     series: dict[str, dict[int, float]] = {}
     for r in results:
@@ -155,9 +160,14 @@ def add_retrieval(
 
 
 def add_grounding(
-    report: Report, summary: Mapping[str, Mapping[str, float]], *, name: str = "grounding"
+    report: Report,
+    summary: Mapping[str, Mapping[str, float]],
+    *,
+    name: str = "grounding",
+    heading: str | None = None,
+    level: int = 2,
 ) -> None:
-    """One row per readout or baseline: ``{method: {metric: value}}``."""
+    """One row per readout or baseline: ``{method: {metric: value}}``, under ``heading`` at ``level``."""
     report.results[name] = dict(summary)
-    report.heading("Grounding (maps in original pixels vs ground truth)")
+    report.heading(heading or "Grounding (maps in original pixels vs ground truth)", level)
     report.table([{"method": m, **vals} for m, vals in summary.items()])

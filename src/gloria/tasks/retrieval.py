@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -20,6 +20,8 @@ from tqdm.auto import tqdm
 
 from gloria.alignment.similarity import combine_default, cosine_matrix, retrieval_local_similarity
 from gloria.config import AlignmentConfig
+from gloria.data.eval_set import EvalSet
+from gloria.tasks.embed import EmbeddingCache, ImageEmbeddings
 from gloria.types import ImageFeatures, TextFeatures
 
 log = logging.getLogger(__name__)
@@ -192,3 +194,62 @@ def evaluate_grid(
         for direction in directions
         for similarity in similarities
     ]
+
+
+# ---------------------------------------------------------------------------------------------- the runner
+
+
+@dataclass
+class RetrievalRun:
+    """What ``run_retrieval`` measured: one ``RetrievalResult.as_dict()`` row per direction x similarity,
+    the classes (label = index), the K values used (those above the candidate count are dropped) and the
+    chance of a random candidate being a hit."""
+
+    rows: list[dict[str, object]]
+    classes: list[str]
+    ks: list[int]
+    dropped_ks: list[int]
+    chance: float
+
+
+def run_retrieval(
+    model: Any,
+    data: EvalSet,
+    *,
+    images: ImageEmbeddings | None = None,
+    directions: Sequence[Direction] = DIRECTIONS,
+    similarities: Sequence[Similarity] = SIMILARITIES,
+    ks: Sequence[int] = (1, 5, 10, 100),
+    chunk_size: int = 1024,
+    batch_size: int = 32,
+    cache: EmbeddingCache | None = None,
+    progress: bool = False,
+) -> RetrievalRun:
+    """Image->text and text->image retrieval on an evaluation set (hit = same class): encode (or take) the
+    images, encode the report texts, score in chunks on the CPU and count the hits."""
+    from gloria.tasks.embed import embed_eval_images, embed_texts, on_cpu
+    from gloria.tasks.metrics import chance_levels
+
+    empty = [i for i, t in enumerate(data.texts) if not t.strip()]
+    if empty:
+        raise ValueError(f"row {empty[0] + 2} has no report text (retrieval needs one per row)")
+    embedded = embed_eval_images(model, data.paths, images, batch_size=batch_size, cache=cache)
+    texts = on_cpu(embed_texts(model, data.texts, batch_size=batch_size).features)
+    inputs = RetrievalInputs.from_features(embedded.features(), texts)
+    classes = data.classes
+    labels = np.array([classes.index(t) for t in data.tasks])
+    usable = [k for k in ks if k <= len(labels)]
+    dropped = sorted(set(ks) - set(usable))
+    if dropped:
+        log.warning("dropped K values larger than the %d candidates: %s", len(labels), dropped)
+    rows = evaluate_grid(
+        inputs,
+        labels,
+        directions=directions,
+        similarities=similarities,
+        alignment=model.config.alignment,
+        ks=usable,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
+    return RetrievalRun(rows, classes, usable, dropped, chance_levels(data.tasks)[1])

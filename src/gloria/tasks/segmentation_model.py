@@ -68,24 +68,8 @@ def build_unet(
     if state is None:
         return unet
     state = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
-    # compare by hand: smp's encoders override load_state_dict and do not report what was missing
-    target = unet.encoder.state_dict()
-    missing = sorted(set(target) - set(state))
-    unexpected = sorted(set(state) - set(target))
-    wrong = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(target[k].shape)}"
-        for k in sorted(set(state) & set(target))
-        if state[k].shape != target[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)}: {missing[:8]}")
-    if unexpected:
-        problems.append(f"unexpected {len(unexpected)}: {unexpected[:8]}")
-    if wrong:
-        problems.append(f"wrong shape {len(wrong)}: {wrong[:4]}")
-    if problems:
-        raise ValueError(f"GLoRIA trunk weights do not fit smp's {backbone} encoder: " + "; ".join(problems))
-    unet.encoder.load_state_dict(state)
+    from gloria.pretrained.keymap import load_state_strict
+
+    load_state_strict(unet.encoder, state, "the GLoRIA trunk weights", f"smp {backbone} encoder")
     log.info("U-Net encoder (%s) initialised from %d GLoRIA trunk tensors", backbone, len(state))
     return unet

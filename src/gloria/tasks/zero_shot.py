@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -29,9 +29,13 @@ from gloria.alignment.similarity import (
     zscore,
 )
 from gloria.config import AlignmentConfig
+from gloria.data.eval_set import EvalSet
 from gloria.tasks import metrics as M
-from gloria.tasks.embed import EncodedTexts, TextModel, embed_texts
+from gloria.tasks.embed import EmbeddingCache, EncodedTexts, ImageEmbeddings, TextModel, embed_texts
 from gloria.types import ImageFeatures
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +150,14 @@ def zero_shot_scores(
     - ``legacy=True`` (``max`` only): the release -- (local + global) / 2 with its local formula, max per
       class, then every class column z-scored across the N images scored together.
     """
+    scores = class_scores(images, prompts, alignment, ensemble=ensemble, legacy=legacy, chunk_size=chunk_size)
+    if legacy and scores.shape[0] > 1:
+        scores = zscore(scores, dim=0)
+    return scores
+
+
+def check_ensemble(prompts: ClassPrompts, ensemble: str, legacy: bool) -> None:
+    """The ensemble is known and the prompts fit it (``pairs``: positives and negatives for every class)."""
     if ensemble not in ENSEMBLES:
         raise ValueError(f"ensemble must be one of {list(ENSEMBLES)}, got {ensemble!r}")
     if legacy and ensemble != "max":
@@ -157,6 +169,21 @@ def zero_shot_scores(
             kinds = prompts.negative[prompts.owner == c]
             if bool(kinds.all()) or not bool(kinds.any()):
                 raise ValueError(f"ensemble 'pairs': class {name!r} needs positive and negative prompts")
+
+
+@torch.no_grad()
+def class_scores(
+    images: ImageFeatures,
+    prompts: ClassPrompts,
+    alignment: AlignmentConfig,
+    *,
+    ensemble: Ensemble = "max",
+    legacy: bool = False,
+    chunk_size: int = 256,
+) -> Tensor:
+    """``zero_shot_scores`` before the legacy standardisation across images: every row depends on its own
+    image only (the API scores image chunks with it and standardises once at the end)."""
+    check_ensemble(prompts, ensemble, legacy)
     C = len(prompts.class_names)
     text = prompts.encoded.features
     use = ~prompts.negative if ensemble != "pairs" else torch.ones_like(prompts.negative)
@@ -189,10 +216,7 @@ def zero_shot_scores(
             pos = _per_class(both.masked_fill(negative, float("-inf")), owner, C, "max")
             neg = _per_class(both.masked_fill(~negative, float("-inf")), owner, C, "max")
             out.append(torch.sigmoid(pos - neg))
-    scores = torch.cat(out).cpu()
-    if legacy and scores.shape[0] > 1:
-        scores = zscore(scores, dim=0)
-    return scores
+    return torch.cat(out).cpu()
 
 
 def evaluate_scores(
@@ -281,3 +305,95 @@ class Calibrator:
             return (s / self.params.exp()).softmax(dim=1).numpy()
         p = torch.sigmoid(self.params[0] * s + self.params[1])
         return (p / p.sum(dim=1, keepdim=True)).numpy()
+
+
+# ---------------------------------------------------------------------------------------------- the runner
+
+
+@dataclass
+class ZeroShotResult:
+    """What ``run_zero_shot`` measured.
+
+    scores [N, C] of every row; ``evaluation`` on ``test_rows`` (all rows unless calibrated);
+    ``calibration`` (method, parameters, ECE before and after) and ``calibrated`` [len(test_rows), C] with
+    its ``calibrated_evaluation`` when a calibration was asked for.
+    """
+
+    class_names: list[str]
+    scores: NDArray[np.float64]
+    labels: NDArray[np.int64]
+    evaluation: dict[str, object]
+    test_rows: NDArray[np.int64]
+    calibration: dict[str, object] | None = None
+    calibrated: NDArray[np.float64] | None = None
+    calibrated_evaluation: dict[str, object] | None = None
+
+    def scores_table(self, data: EvalSet) -> pd.DataFrame:
+        """One row per image: ``Path``, ``task`` and the score of every class."""
+        import pandas as pd
+
+        table = pd.DataFrame(self.scores, columns=self.class_names)
+        table.insert(0, "task", data.tasks)
+        table.insert(0, "Path", [str(p) for p in data.paths])
+        return table
+
+
+def run_zero_shot(
+    model: Any,
+    data: EvalSet,
+    positive: Mapping[str, Sequence[str]],
+    negative: Mapping[str, Sequence[str]] | None = None,
+    *,
+    images: ImageEmbeddings | None = None,
+    ensemble: Ensemble = "max",
+    legacy: bool = False,
+    negative_template: str = NEGATIVE_TEMPLATE,
+    calibrate: Calibration | None = None,
+    val_fraction: float = 0.2,
+    n_boot: int = 1000,
+    seed: int = 0,
+    batch_size: int = 32,
+    cache: EmbeddingCache | None = None,
+) -> ZeroShotResult:
+    """Zero-shot classification of an evaluation set: encode (or take) the images, encode the prompts once,
+    score (``zero_shot_scores``), evaluate with bootstrap intervals; optionally calibrate on a seeded
+    ``val_fraction`` of the rows and evaluate on the others. Scores are computed on the CPU."""
+    from gloria.tasks.embed import EncodedTexts, embed_eval_images, on_cpu
+    from gloria.tasks.metrics import expected_calibration_error
+
+    unknown = sorted(set(data.tasks) - set(positive))
+    if unknown:
+        raise ValueError(f"tasks {unknown} have no prompts; prompt classes are {list(positive)}")
+    if ensemble == "pairs" and negative is None:
+        negative = default_negatives(list(positive), negative_template)
+    embedded = embed_eval_images(model, data.paths, images, batch_size=batch_size, cache=cache)
+    prompts = encode_class_prompts(model, positive, negative if ensemble == "pairs" else None)
+    prompts.encoded = EncodedTexts(on_cpu(prompts.encoded.features), prompts.encoded.cap_lens)
+    scores = zero_shot_scores(
+        embedded.features(), prompts, model.config.alignment, ensemble=ensemble, legacy=legacy
+    )
+    s = scores.double().numpy()
+    labels = np.array([prompts.class_names.index(t) for t in data.tasks], dtype=np.int64)
+    test = np.arange(len(labels))
+    result = ZeroShotResult(prompts.class_names, s, labels, {}, test)
+    if calibrate:
+        order = np.random.default_rng(seed).permutation(len(labels))
+        n_val = max(1, int(val_fraction * len(labels)))
+        val, test = np.sort(order[:n_val]), np.sort(order[n_val:])
+        cal = Calibrator.fit(s[val], labels[val], calibrate)
+        calibrated = cal(s[test])
+        raw_probs = np.exp(s[test] - s[test].max(1, keepdims=True))
+        raw_probs /= raw_probs.sum(1, keepdims=True)
+        result.test_rows, result.calibrated = test, calibrated
+        result.calibration = {
+            "method": calibrate,
+            "params": cal.params.tolist(),
+            "fit_rows": len(val),
+            "ece_softmax_of_scores": expected_calibration_error(raw_probs, labels[test]),
+            "ece_calibrated": expected_calibration_error(calibrated, labels[test]),
+        }
+        result.calibrated_evaluation = evaluate_scores(
+            calibrated, labels[test], prompts.class_names, n_boot=n_boot, seed=seed
+        )
+    result.evaluation = evaluate_scores(s[test], labels[test], prompts.class_names, n_boot=n_boot, seed=seed)
+    return result

@@ -1,5 +1,9 @@
 """Thin LightningModule for the linear probe / fine-tune of method.md section 9: BCE-with-logits, AUROC and
 AUPRC per class and their mean (torchmetrics), NaN labels ignored.
+
+This is the paper's training procedure (``gloria train``, ``task: classification``: gradient descent with
+augmentation, optionally the whole encoder); the quick evaluation on frozen features by logistic
+regression is ``gloria.tasks.linear_probe``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ import copy
 import dataclasses
 import logging
 import re
-import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from gloria.alignment.options import LossOptions
-from gloria.config import GloriaConfig, config_from_dict, preset
+from gloria.config import GloriaConfig, config_from_dict, from_dict, preset
 
 log = logging.getLogger(__name__)
 
@@ -202,76 +201,6 @@ def deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
-def _check(hint: Any, value: Any, key: str) -> Any:
-    """Validate ``value`` against a type hint; return it converted (lists -> tuples, ints -> floats)."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        return _build(hint, value, key)
-    if hint is Any:
-        return value
-    if origin is Literal:
-        if value not in args:
-            raise ValueError(f"config key {key!r} must be one of {list(args)}, got {value!r}")
-        return value
-    if origin in (types.UnionType, typing.Union):
-        if value is None:
-            if type(None) in args:
-                return None
-            raise ValueError(f"config key {key!r} must not be null")
-        errors: list[str] = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _check(arg, value, key)
-            except ValueError as err:
-                errors.append(str(err))
-        raise ValueError(f"config key {key!r} has an invalid value {value!r} ({'; '.join(errors)})")
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ValueError(f"config key {key!r} must be a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_check(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ValueError(f"config key {key!r} must have {len(args)} items, got {value!r}")
-        return tuple(_check(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
-    if origin is not None and isinstance(origin, type) and issubclass(origin, Mapping):
-        if not isinstance(value, Mapping):
-            raise ValueError(f"config key {key!r} must be a mapping, got {value!r}")
-        return dict(value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"config key {key!r} must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"config key {key!r} must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"config key {key!r} must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ValueError(f"config key {key!r} must be a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported type hint {hint!r} for config key {key!r}")  # a bug in this module
-
-
-def _build(cls: type[Any], data: Any, where: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise ValueError(f"config section {where or cls.__name__!r} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    prefix = f"{where}." if where else ""
-    unknown = sorted(str(k) for k in data if k not in names)
-    if unknown:
-        raise ValueError(f"unknown config key(s) {[prefix + k for k in unknown]}; allowed here: {names}")
-    kwargs = {name: _check(hints[name], data[name], prefix + name) for name in names if name in data}
-    return cls(**kwargs)
-
-
 # keys of earlier versions, now in the ``loss`` section: (section, old name) -> new name in ``loss``
 MOVED_LOSS_KEYS = {
     ("model", "legacy_word_counts"): "legacy_word_counts",
@@ -305,7 +234,7 @@ def _move_loss_keys(data: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def experiment_from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
     """Validate a nested mapping into an :class:`ExperimentConfig` (missing keys take defaults)."""
-    cfg: ExperimentConfig = _build(ExperimentConfig, _move_loss_keys(data), "")
+    cfg: ExperimentConfig = from_dict(ExperimentConfig, _move_loss_keys(data))  # the one validator
     _check_values(cfg)
     cfg.gloria_config()  # validates model.preset and model.config early
     return cfg

@@ -9,7 +9,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,10 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
-from gloria.config import GloriaConfig, ImageTransformConfig, config_from_dict
+from gloria.config import ImageTransformConfig
 from gloria.model import GLoRIA
+from gloria.pretrained.safe_pickle import check_checkpoint
+from gloria.pretrained.trained import MODEL_INFO_KEY, model_info
 from gloria.training.callbacks import (
     AttentionSnapshots,
     BatchSeed,
@@ -43,52 +45,17 @@ LAST_NAME = "last"  # checkpoints/last.ckpt, rewritten after every epoch
 # ------------------------------------------------------------------------------------------------ model
 
 
-def read_lightning_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint written by this trainer, read with ``weights_only=True`` (never full unpickling)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError / RuntimeError with long texts
-        raise ValueError(f"{path}: not a checkpoint readable with weights_only=True ({err})") from err
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise ValueError(f"{path}: no 'state_dict' in the checkpoint")
-    return ckpt
-
-
-def _is_our_pretrain_checkpoint(path: Path) -> bool:
-    if path.suffix != ".ckpt" or not path.is_file():
-        return False
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a release checkpoint needs the safe reader of gloria.pretrained
-        return False
-    return isinstance(ckpt, dict) and "gloria_config" in ckpt
-
-
-def build_gloria(cfg: ExperimentConfig) -> GLoRIA:
-    """The GLoRIA model of the experiment: the preset (+ overrides), or the weights of ``model.checkpoint``
-    (a pretraining checkpoint of this trainer, a registered name, a release ``.ckpt`` or a converted dir)."""
+def build_gloria(cfg: ExperimentConfig, *, trust: bool = False) -> GLoRIA:
+    """The GLoRIA model of the experiment (train mode): the preset (+ overrides), or the weights of
+    ``model.checkpoint``, read by the one loader (``gloria.load_gloria``: a registered name, a release
+    ``.ckpt``, a converted directory or a ``gloria train`` pretraining checkpoint)."""
     source = cfg.model.checkpoint
     if source is None:
         return GLoRIA(cfg.gloria_config())
-    path = Path(source).expanduser()
-    if _is_our_pretrain_checkpoint(path):
-        ckpt = read_lightning_checkpoint(path)
-        config: GloriaConfig = config_from_dict(ckpt["gloria_config"])
-        model = GLoRIA(config)
-        state = {k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-        result = model.load_state_dict(state, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise ValueError(
-                f"{path}: weights do not fit the model: missing {result.missing_keys[:5]}, "
-                f"unexpected {result.unexpected_keys[:5]}"
-            )
-        log.info("model weights from pretraining checkpoint %s", path)
-        return model.train()
     from gloria.pretrained.loading import load_gloria
 
-    return load_gloria(source, device="cpu").train()
+    log.info("model weights from %s", source)
+    return load_gloria(source, "cpu", trust=trust).train()
 
 
 def task_classes(cfg: ExperimentConfig) -> list[str]:
@@ -97,9 +64,13 @@ def task_classes(cfg: ExperimentConfig) -> list[str]:
     return [RSNA_CLASS] if cfg.data.source == "rsna" else []
 
 
-def build_module(cfg: ExperimentConfig, classes: list[str]) -> L.LightningModule:
+def build_module(cfg: ExperimentConfig, classes: list[str], *, trust: bool = False) -> L.LightningModule:
     """The task's LightningModule around a freshly built (or loaded) model."""
-    model = build_gloria(cfg)
+    return module_for(cfg, build_gloria(cfg, trust=trust), classes)
+
+
+def module_for(cfg: ExperimentConfig, model: GLoRIA, classes: list[str]) -> L.LightningModule:
+    """The task's LightningModule around ``model`` (classification and segmentation use its image tower)."""
     if cfg.task == "pretrain":
         return PretrainModule(
             model,
@@ -127,6 +98,19 @@ def transforms_of(cfg: ExperimentConfig, module: L.LightningModule) -> ImageTran
     return cfg.gloria_config().transforms
 
 
+class ModelInfo(Callback):
+    """Writes ``gloria_model`` (task, model config, classes) into every checkpoint, so that
+    ``gloria.load_model`` rebuilds the model from the file alone."""
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        self.info = info
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[MODEL_INFO_KEY] = self.info
+
+
 # ---------------------------------------------------------------------------------------------- trainer
 
 
@@ -148,7 +132,7 @@ def build_loggers(cfg: ExperimentConfig, run_dir: Path) -> list[Logger]:
 
 
 def build_trainer(
-    cfg: ExperimentConfig, run_dir: Path, seed: int
+    cfg: ExperimentConfig, run_dir: Path, seed: int, *, extra: Sequence[Callback] = ()
 ) -> tuple[L.Trainer, ModelCheckpoint, LossHistory, AttentionSnapshots | None]:
     t = cfg.trainer
     checkpoint = ModelCheckpoint(
@@ -167,13 +151,20 @@ def build_trainer(
         enable_version_counter=False,
     )
     history = LossHistory()
-    callbacks: list[Callback] = [checkpoint, last, history, BatchSeed(seed)]
+    callbacks: list[Callback] = [checkpoint, last, history, BatchSeed(seed), *extra]
     if cfg.scheduler.name == "plateau":
         callbacks.append(PlateauOnValidation(cfg.scheduler.monitor))
     if not t.enable_progress_bar:
         callbacks.append(ProgressLog(cfg.name, t.monitor, history))
     if t.early_stopping_patience is not None:
-        stopper = EarlyStopping(monitor=t.monitor, mode=t.monitor_mode, patience=t.early_stopping_patience)
+        # checked after each validation only: a run ending at max_steps before its first validation (a
+        # quick run shorter than one epoch) then finishes instead of failing on the missing metric
+        stopper = EarlyStopping(
+            monitor=t.monitor,
+            mode=t.monitor_mode,
+            patience=t.early_stopping_patience,
+            check_on_train_epoch_end=False,
+        )
         callbacks.append(stopper)
     loggers = build_loggers(cfg, run_dir)
     if loggers:
@@ -236,9 +227,19 @@ def resolve_resume(resume: str | None, run_dir: Path) -> str | None:
 
 
 def run_single(
-    cfg: ExperimentConfig, *, seed: int, run_dir: Path, train: bool, test: bool, resume: str | None
+    cfg: ExperimentConfig,
+    *,
+    seed: int,
+    run_dir: Path,
+    train: bool,
+    test: bool,
+    resume: str | None,
+    trust: bool = False,
 ) -> dict[str, Any]:
-    """One run (one seed) in ``run_dir``; returns and writes its results JSON."""
+    """One run (one seed) in ``run_dir``; returns and writes its results JSON.
+
+    Every checkpoint read (``model.checkpoint``, the resume point, the tested one) goes through the safe
+    reader; ``trust`` (``--trust``) is the only way to unpickle one in full."""
     run_dir.mkdir(parents=True, exist_ok=True)
     save_experiment(cfg, run_dir / "experiment.yaml")
     ckpt_path = resolve_resume(resume, run_dir)
@@ -248,10 +249,12 @@ def run_single(
     classes = task_classes(cfg)
     if cfg.task == "classification" and not classes:
         raise ValueError("classification needs data.classes (the label columns to predict)")
-    module = build_module(cfg, classes)
+    model = build_gloria(cfg, trust=trust)
+    module = module_for(cfg, model, classes)
+    info = model_info(cfg.task, model.config, classes=classes, freeze_encoder=cfg.model.freeze_encoder)
     datamodule = GloriaDataModule(cfg.task, cfg.data, transforms_of(cfg, module), seed=seed, classes=classes)
     records = datamodule.load()
-    trainer, checkpoint, history, snapshots = build_trainer(cfg, run_dir, seed)
+    trainer, checkpoint, history, snapshots = build_trainer(cfg, run_dir, seed, extra=[ModelInfo(info)])
     last_path = run_dir / "checkpoints" / f"{LAST_NAME}.ckpt"
     started = time.perf_counter()
     results: dict[str, Any] = {
@@ -263,7 +266,16 @@ def run_single(
         "classes": classes,
     }
     if train:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        if ckpt_path is not None:
+            check_checkpoint(ckpt_path, trust=trust)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust)
+        if not checkpoint.best_model_path and not trainer.interrupted:
+            log.warning(
+                "no %s was logged before the run stopped (step %d): no best checkpoint; %s holds the weights",
+                cfg.trainer.monitor,
+                trainer.global_step,
+                last_path,
+            )
         results.update(
             {
                 "interrupted": bool(trainer.interrupted),
@@ -284,7 +296,9 @@ def run_single(
         test_ckpt = best or (ckpt_path if not train else None)
         if test_ckpt is None and train and last_path.is_file():
             test_ckpt = str(last_path)
-        outputs = trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=False)
+        if test_ckpt is not None:
+            check_checkpoint(test_ckpt, trust=trust)
+        outputs = trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=not trust)
         results["test_checkpoint"] = test_ckpt
         results["test_metrics"] = _floats(outputs[0]) if outputs else {}
     results["seconds"] = time.perf_counter() - started
@@ -315,6 +329,7 @@ def run_experiment(
     splits: int = 1,
     resume: str | None = None,
     out_dir: str | Path | None = None,
+    trust: bool = False,
 ) -> dict[str, Any]:
     """Train and/or test ``config``. ``train_pct`` overrides ``data.train_pct``; ``splits`` > 1 repeats with
     seeds 1..N (each run in ``split_<seed>``) and writes a summary; ``resume`` is a checkpoint path or
@@ -327,7 +342,9 @@ def run_experiment(
         config = config.replace([f"data.train_pct={train_pct}"])
     base = Path(out_dir if out_dir is not None else config.out_dir).expanduser() / config.name
     if splits == 1:
-        return run_single(config, seed=config.seed, run_dir=base, train=train, test=test, resume=resume)
+        return run_single(
+            config, seed=config.seed, run_dir=base, train=train, test=test, resume=resume, trust=trust
+        )
     if resume not in (None, "last"):
         raise ValueError("with --splits > 1, --resume takes no path (each split resumes its own last.ckpt)")
     runs = []
@@ -339,7 +356,9 @@ def run_experiment(
             log.info("split %d already finished: %s", seed, run_dir / RESULTS_FILE)
             runs.append(json.loads((run_dir / RESULTS_FILE).read_text()))
             continue
-        run = run_single(config, seed=seed, run_dir=run_dir, train=train, test=test, resume=split_resume)
+        run = run_single(
+            config, seed=seed, run_dir=run_dir, train=train, test=test, resume=split_resume, trust=trust
+        )
         runs.append(run)
     stats_by_metric = summarise(runs)
     summary = {

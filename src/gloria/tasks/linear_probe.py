@@ -1,8 +1,11 @@
-"""Demo stage 5: linear probe (method.md section 9) at a few label fractions, on frozen encoder features.
+"""The linear-probe evaluation (method.md section 9) at a few label fractions, on frozen encoder features.
 
 The probe's encoder is frozen and kept in eval mode, so its pooled trunk feature of each image is fixed:
 it is computed once per model, and one logistic regression per class (L-BFGS, L2) is fitted on the seeded
-``train_pct`` subsample (``gloria.training.sources.subsample``, the runner's draw). Tested on ``valid.csv``.
+``train_pct`` subsample (``gloria.training.sources.subsample``, the training runner's draw).
+``run_linear_probe`` is the runner. (``gloria.training.classify_module`` is the other idea: the paper's
+Lightning training of a linear head -- or a full fine-tune -- by gradient descent with augmentation, behind
+``gloria train`` with ``task: classification``.)
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ class LabelledSet:
 
 
 def read_labelled(synth_root: Path, csv_name: str) -> LabelledSet:
-    """``CheXpert-v1.0/<csv_name>`` of a SynthCXR set with the 5 competition tasks as targets."""
+    """``CheXpert-v1.0/<csv_name>`` of a CheXpert-style tree (e.g. SynthCXR) with the 5 competition tasks
+    as targets."""
     root = synth_root / "CheXpert-v1.0"
     frame = chexpert.frontal_only(chexpert.read_chexpert_csv(root / csv_name))
     classes = list(chexpert.COMPETITION_TASKS)
@@ -106,3 +110,23 @@ def linear_probe(
             out[f"{pct:g}"]["mean_auroc"],
         )
     return out
+
+
+def run_linear_probe(
+    model: GLoRIA,
+    train: LabelledSet,
+    test: LabelledSet,
+    fractions: Sequence[float],
+    *,
+    seed: int,
+    batch_size: int = 64,
+) -> dict[str, dict[str, object]]:
+    """The runner: pooled features of both sets once, then ``linear_probe`` at every label fraction."""
+    return linear_probe(
+        pooled_features(model, train.paths, batch_size=batch_size),
+        train,
+        pooled_features(model, test.paths, batch_size=batch_size),
+        test,
+        fractions,
+        seed=seed,
+    )
