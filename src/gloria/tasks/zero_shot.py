@@ -16,7 +16,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-import yaml
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
@@ -29,6 +28,7 @@ from gloria.alignment.similarity import (
     zscore,
 )
 from gloria.config import AlignmentConfig
+from gloria.safe_yaml import load_yaml_file
 from gloria.tasks import metrics as M
 from gloria.tasks.embed import EncodedTexts, TextModel, embed_texts
 from gloria.types import ImageFeatures
@@ -53,7 +53,13 @@ def load_prompt_file(path: str | Path) -> tuple[dict[str, list[str]], dict[str, 
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"prompt file not found: {p}")
-    data = json.loads(p.read_text()) if p.suffix == ".json" else yaml.safe_load(p.read_text())
+    if p.suffix == ".json":
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{p}: not valid JSON: {err}") from err
+    else:
+        data = load_yaml_file(p)
     if not isinstance(data, Mapping) or not data:
         raise ValueError(f"{p}: expected a mapping of class -> list of prompts")
     if "positive" in data:

@@ -16,10 +16,11 @@ from typing import Any
 import lightning.pytorch as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 from gloria.config import GloriaConfig, ImageTransformConfig, config_from_dict
 from gloria.model import GLoRIA
+from gloria.safe_yaml import load_yaml_file
 from gloria.training.callbacks import (
     AttentionSnapshots,
     BatchSeed,
@@ -27,10 +28,17 @@ from gloria.training.callbacks import (
     PlateauOnValidation,
     ProgressLog,
 )
+from gloria.training.checkpoint_io import SafeCheckpointIO
 from gloria.training.classify_module import ClassifyModule
 from gloria.training.datamodules import GloriaDataModule
-from gloria.training.experiment import ExperimentConfig, save_experiment
+from gloria.training.experiment import (
+    ExperimentConfig,
+    check_run_name,
+    experiment_from_dict,
+    save_experiment,
+)
 from gloria.training.pretrain_module import PretrainModule
+from gloria.training.run_guards import ContinuingCSVLogger, FiniteLoss, check_resume_settings, run_lock
 from gloria.training.segment_module import SegmentModule
 from gloria.training.sources import RSNA_CLASS
 
@@ -131,11 +139,12 @@ def transforms_of(cfg: ExperimentConfig, module: L.LightningModule) -> ImageTran
 # ---------------------------------------------------------------------------------------------- trainer
 
 
-def build_loggers(cfg: ExperimentConfig, run_dir: Path) -> list[Logger]:
+def build_loggers(cfg: ExperimentConfig, run_dir: Path, resume_step: int | None = None) -> list[Logger]:
+    """The configured loggers; resuming from ``resume_step`` continues ``logs/metrics.csv``."""
     loggers: list[Logger] = []
     for name in cfg.trainer.loggers:
         if name == "csv":
-            loggers.append(CSVLogger(run_dir, name="logs", version=""))
+            loggers.append(ContinuingCSVLogger(run_dir, name="logs", version="", resume_step=resume_step))
         elif name == "tensorboard":
             loggers.append(TensorBoardLogger(run_dir, name="tensorboard", version=""))
         else:
@@ -149,7 +158,7 @@ def build_loggers(cfg: ExperimentConfig, run_dir: Path) -> list[Logger]:
 
 
 def build_trainer(
-    cfg: ExperimentConfig, run_dir: Path, seed: int
+    cfg: ExperimentConfig, run_dir: Path, seed: int, resume_step: int | None = None
 ) -> tuple[L.Trainer, ModelCheckpoint, LossHistory, AttentionSnapshots | None]:
     t = cfg.trainer
     checkpoint = ModelCheckpoint(
@@ -168,7 +177,7 @@ def build_trainer(
         enable_version_counter=False,
     )
     history = LossHistory()
-    callbacks: list[Callback] = [checkpoint, last, history, BatchSeed(seed)]
+    callbacks: list[Callback] = [checkpoint, last, history, BatchSeed(seed), FiniteLoss()]
     if cfg.scheduler.name == "plateau":
         callbacks.append(PlateauOnValidation(cfg.scheduler.monitor))
     if not t.enable_progress_bar:
@@ -176,7 +185,7 @@ def build_trainer(
     if t.early_stopping_patience is not None:
         stopper = EarlyStopping(monitor=t.monitor, mode=t.monitor_mode, patience=t.early_stopping_patience)
         callbacks.append(stopper)
-    loggers = build_loggers(cfg, run_dir)
+    loggers = build_loggers(cfg, run_dir, resume_step)
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     snapshots = None
@@ -210,6 +219,7 @@ def build_trainer(
         enable_progress_bar=t.enable_progress_bar,
         deterministic=t.deterministic,
         use_distributed_sampler=False,  # SeededSampler shards by rank itself (exact resume)
+        plugins=[SafeCheckpointIO()],  # atomic writes in the target folder, never NaN weights
     )
     return trainer, checkpoint, history, snapshots
 
@@ -235,13 +245,58 @@ def resolve_resume(resume: str | None, run_dir: Path) -> str | None:
     return str(path)
 
 
+def check_accelerator(cfg: ExperimentConfig) -> None:
+    """``trainer.accelerator`` gpu/cuda on a machine without a visible GPU: a clear error, not Lightning's."""
+    wanted = cfg.trainer.accelerator.lower()
+    if wanted in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"trainer.accelerator={cfg.trainer.accelerator!r} (or --accelerator) but no CUDA GPU is visible "
+            "here; use --accelerator cpu or auto"
+        )
+
+
+def _resume_step(ckpt_path: str) -> int:
+    """The global step of the checkpoint to resume from; an unreadable file raises ``ValueError``."""
+    step = read_lightning_checkpoint(Path(ckpt_path)).get("global_step", 0)
+    if isinstance(step, torch.Tensor):
+        step = int(step)
+    if not isinstance(step, int):
+        raise ValueError(f"{ckpt_path}: 'global_step' is not an integer ({step!r})")
+    return step
+
+
+def check_resume_config(cfg: ExperimentConfig, ckpt_path: str, run_dir: Path) -> None:
+    """Compare ``cfg`` with the ``experiment.yaml`` of the run that wrote the checkpoint (when there is
+    one): optimiser and scheduler overrides would be silently undone by the restored state."""
+    ckpt = Path(ckpt_path)
+    candidates = [ckpt.parent.parent / "experiment.yaml", run_dir / "experiment.yaml"]
+    recorded = next((p for p in candidates if p.is_file()), None)
+    if recorded is None:
+        return
+    before = experiment_from_dict(load_yaml_file(recorded)).to_dict()
+    check_resume_settings(before, cfg.to_dict(), recorded)
+
+
 def run_single(
     cfg: ExperimentConfig, *, seed: int, run_dir: Path, train: bool, test: bool, resume: str | None
 ) -> dict[str, Any]:
-    """One run (one seed) in ``run_dir``; returns and writes its results JSON."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_experiment(cfg, run_dir / "experiment.yaml")
+    """One run (one seed) in ``run_dir``; returns and writes its results JSON. The folder is locked while
+    the run writes to it: a second run of the same folder is refused."""
+    with run_lock(run_dir):
+        return _run_single(cfg, seed=seed, run_dir=run_dir, train=train, test=test, resume=resume)
+
+
+def _run_single(
+    cfg: ExperimentConfig, *, seed: int, run_dir: Path, train: bool, test: bool, resume: str | None
+) -> dict[str, Any]:
+    check_accelerator(cfg)
     ckpt_path = resolve_resume(resume, run_dir)
+    resume_step = None
+    if ckpt_path is not None:
+        resume_step = _resume_step(ckpt_path)
+        if train:
+            check_resume_config(cfg, ckpt_path, run_dir)
+    save_experiment(cfg, run_dir / "experiment.yaml")
     if cfg.trainer.cpu_threads is not None:
         torch.set_num_threads(cfg.trainer.cpu_threads)
     L.seed_everything(seed, workers=True, verbose=False)
@@ -251,7 +306,7 @@ def run_single(
     module = build_module(cfg, classes)
     datamodule = GloriaDataModule(cfg.task, cfg.data, transforms_of(cfg, module), seed=seed, classes=classes)
     records = datamodule.load()
-    trainer, checkpoint, history, snapshots = build_trainer(cfg, run_dir, seed)
+    trainer, checkpoint, history, snapshots = build_trainer(cfg, run_dir, seed, resume_step)
     last_path = run_dir / "checkpoints" / f"{LAST_NAME}.ckpt"
     started = time.perf_counter()
     results: dict[str, Any] = {
@@ -325,6 +380,7 @@ def run_experiment(
         raise ValueError(f"--splits must be >= 1, got {splits}")
     if train_pct is not None:
         config = config.replace([f"data.train_pct={train_pct}"])
+    check_run_name(config.name)  # the run folder stays inside the output folder
     base = Path(out_dir if out_dir is not None else config.out_dir).expanduser() / config.name
     if splits == 1:
         return run_single(config, seed=config.seed, run_dir=base, train=train, test=test, resume=resume)
