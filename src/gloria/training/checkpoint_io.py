@@ -10,6 +10,7 @@ infinite weights is refused before anything is written, so ``last.ckpt`` always 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import tempfile
@@ -44,11 +45,13 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()  # serialised first: torch's zip writer turns a failed write into a RuntimeError
+    torch.save(obj, buffer)
     handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(handle, "wb") as file:
-            torch.save(obj, file)
+            file.write(buffer.getbuffer())
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)

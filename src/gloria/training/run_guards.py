@@ -134,6 +134,14 @@ class FiniteLoss(L.Callback):
     before any checkpoint of the step is written, so ``last.ckpt`` and the best checkpoint keep the last
     finite weights (and a run that is NaN from its first step leaves no checkpoint)."""
 
+    def __init__(self) -> None:
+        self._step = 0
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._step = trainer.global_step  # the step whose loss this batch computes
+
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
@@ -142,9 +150,15 @@ class FiniteLoss(L.Callback):
             return
         value = float(loss.detach())
         if not math.isfinite(value):
-            ckpt = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none written yet"
+            paths = [
+                getattr(callback, name, "")
+                for callback in trainer.checkpoint_callbacks
+                for name in ("best_model_path", "last_model_path")
+            ]
+            kept = {str(path) for path in paths if path and Path(path).is_file()}
+            ckpt = ", ".join(sorted(kept)) or "none written yet"
             raise NonFiniteError(
-                f"training loss is {value} at step {trainer.global_step} (epoch {trainer.current_epoch}, "
+                f"training loss is {value} at step {self._step} (epoch {trainer.current_epoch}, "
                 f"batch {batch_idx}); training stopped. Last finite checkpoint: {ckpt}. Try a lower optim.lr "
                 "or trainer.gradient_clip_val"
             )
