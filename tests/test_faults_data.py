@@ -174,3 +174,63 @@ def test_dicom_with_rescale_slope_zero_is_not_black(tmp_path: Path, caplog: pyte
     assert image.max() == 255 and image.min() == 0
     np.testing.assert_array_equal(image, read_image(identity))
     assert "RescaleSlope" in caplog.text and "zero.dcm" in caplog.text
+
+
+# ------------------------------------------------------------------------------------------ attend
+
+ATTEND_PEAK = """
+import resource, sys
+from gloria.cli.main import main
+code = main(sys.argv[1:])
+print("PEAK_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "CODE", code)
+"""
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _attend_peak_mb(image: Path, out: Path) -> float:
+    import os
+    import subprocess
+    import sys
+
+    args = [
+        "attend",
+        str(image),
+        "--model",
+        "preset:tiny",
+        "--text",
+        "left pleural effusion",
+        "--out",
+        str(out),
+    ]
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", ATTEND_PEAK, *args], capture_output=True, text=True, env=env, timeout=600
+    )
+    words = proc.stdout.split()
+    assert "PEAK_MB" in words and words[-1] == "0", proc.stderr[-2000:]
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    return float(words[words.index("PEAK_MB") + 1])
+
+
+@pytest.mark.slow
+def test_attend_on_a_huge_image_stays_in_bounded_memory(tmp_path: Path) -> None:
+    """12000 x 12000 (144 MB as 8-bit) took over 9 GB; the maps are now drawn at most 1024 px."""
+    side = 12_000
+    ramp = np.linspace(0, 255, side, dtype=np.float32).astype(np.uint8)
+    huge = np.broadcast_to(ramp, (side, side))
+    assert cv2.imwrite(str(tmp_path / "huge.jpg"), np.ascontiguousarray(huge))
+    del huge
+    write_jpeg(tmp_path / "small.jpg", 0, height=256, width=256)
+    small = _attend_peak_mb(tmp_path / "small.jpg", tmp_path / "small.png")
+    big = _attend_peak_mb(tmp_path / "huge.jpg", tmp_path / "huge.png")
+    # the image itself (144 MB) plus its decoder and one resize; nothing per pixel per word
+    assert big - small < 700, (small, big)
+
+
+def test_attend_out_naming_a_folder_is_a_clear_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_jpeg(tmp_path / "x.jpg", 0)
+    args = ["attend", str(tmp_path / "x.jpg"), "--model", "preset:tiny", "--text", "effusion"]
+    assert main([*args, "--out", str(tmp_path)]) == 1
+    assert f"--out {tmp_path} is a folder" in caplog.text
