@@ -116,7 +116,18 @@ def encode_class_prompts(
             texts += list(prompts)
             owner += [names.index(name)] * len(prompts)
             neg += [is_negative] * len(prompts)
+    blank = [(names[o], t) for o, t in zip(owner, texts) if not t.strip()]
+    if blank:
+        classes = sorted({n for n, _ in blank})
+        raise ValueError(f"blank prompt(s) for class(es) {classes}: every prompt needs words")
     encoded = embed_texts(model, texts, batch_size=batch_size)
+    words = encoded.features.word_mask.sum(dim=1) - 1  # slot 0 is the sentence token
+    empty = [(names[o], t) for o, t, n in zip(owner, texts, words.tolist()) if n < 1]
+    if empty:
+        raise ValueError(
+            f"prompt(s) with no words after cleaning (punctuation or unknown characters only): {empty[:5]}; "
+            "every class would score the same"
+        )
     return ClassPrompts(names, texts, encoded, torch.tensor(owner), torch.tensor(neg))
 
 

@@ -352,6 +352,11 @@ def _check_values(cfg: ExperimentConfig) -> None:
         raise ValueError("config key 'data.classes' must list the label columns for classification")
     if cfg.task == "segmentation" and d.source != "siim":
         raise ValueError(f"task 'segmentation' needs data.source 'siim', got {d.source!r}")
+    if cfg.task == "pretrain" and d.batch_size < 2:
+        raise ValueError(
+            f"config key 'data.batch_size' must be >= 2 for pretraining (the contrastive loss needs other "
+            f"pairs in the batch; one pair gives a loss of exactly 0), got {d.batch_size}"
+        )
     if cfg.task == "pretrain" and d.source != "image_report":
         raise ValueError(f"task 'pretrain' needs data.source 'image_report', got {d.source!r}")
 

@@ -306,6 +306,12 @@ def _run_single(
     module = build_module(cfg, classes)
     datamodule = GloriaDataModule(cfg.task, cfg.data, transforms_of(cfg, module), seed=seed, classes=classes)
     records = datamodule.load()
+    if train and cfg.task == "pretrain" and len(records.train) < 2:
+        raise ValueError(
+            f"pretraining needs at least 2 training image-report pairs (the contrastive loss compares each "
+            f"image with the other reports: one pair gives a loss of exactly 0); data.train_csv "
+            f"{cfg.data.train_csv!r} gives {len(records.train)} after splitting"
+        )
     trainer, checkpoint, history, snapshots = build_trainer(cfg, run_dir, seed, resume_step)
     last_path = run_dir / "checkpoints" / f"{LAST_NAME}.ckpt"
     started = time.perf_counter()
