@@ -117,6 +117,18 @@ def test_truncated_jpeg_is_refused_by_the_reader(tmp_path: Path) -> None:
     assert read_image(tmp_path / "good.jpg").shape == (64, 64)
 
 
+def test_training_does_not_read_a_truncated_jpeg_silently(tmp_path: Path) -> None:
+    from gloria.config import tiny_config
+    from gloria.data.records import ImageReportRecord
+    from gloria.training.datasets import ImageReportDataset
+
+    cut = _truncated_jpeg(tmp_path)
+    record = ImageReportRecord(path=cut, report="Small left pleural effusion.", split="train", patient_id="p")
+    dataset = ImageReportDataset([record], tiny_config().transforms, train=True)
+    with pytest.raises(ValueError, match=f"truncated JPEG {cut}"):
+        dataset[0]
+
+
 @pytest.mark.parametrize("decode", [False, True])
 def test_validate_reports_truncated_jpeg(
     decode: bool, tmp_path: Path, caplog: pytest.LogCaptureFixture
