@@ -174,9 +174,11 @@ def check_resume_settings(before: dict[str, Any], now: dict[str, Any], source: P
     checkpoint restores the optimiser and scheduler state, which would silently keep the old values)."""
     changed = []
     for section in RESUME_FIXED:
-        old, new = before.get(section, {}), now.get(section, {})
-        for key in sorted(set(old) | set(new)):
-            if old.get(key) != new.get(key):
+        old, new = before.get(section), now.get(section)
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            continue
+        for key in sorted(set(old) & set(new)):  # keys of one version only: nothing to compare
+            if old[key] != new[key]:
                 changed.append(f"{section}.{key}={new.get(key)!r} (the run has {old.get(key)!r})")
     if changed:
         raise ValueError(

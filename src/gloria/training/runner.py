@@ -34,7 +34,6 @@ from gloria.training.datamodules import GloriaDataModule
 from gloria.training.experiment import (
     ExperimentConfig,
     check_run_name,
-    experiment_from_dict,
     save_experiment,
 )
 from gloria.training.pretrain_module import PretrainModule
@@ -273,8 +272,9 @@ def check_resume_config(cfg: ExperimentConfig, ckpt_path: str, run_dir: Path) ->
     recorded = next((p for p in candidates if p.is_file()), None)
     if recorded is None:
         return
-    before = experiment_from_dict(load_yaml_file(recorded)).to_dict()
-    check_resume_settings(before, cfg.to_dict(), recorded)
+    before = load_yaml_file(recorded)
+    if isinstance(before, dict):
+        check_resume_settings(before, cfg.to_dict(), recorded)
 
 
 def run_single(
