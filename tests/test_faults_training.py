@@ -304,3 +304,20 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path: Path, caplog: pytest.Lo
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     assert main(["train", "-c", str(TINY), "--out", str(tmp_path), "--resume", str(cut)]) == 1
     assert str(cut) in caplog.text
+
+
+def test_error_from_a_data_loader_worker_is_one_line() -> None:
+    from torch._utils import ExceptionWrapper
+
+    from gloria.cli.main import error_message
+
+    try:
+        raise ValueError("truncated JPEG /data/x.jpg: no end-of-image marker (the file is cut short)")
+    except ValueError:
+        wrapped = ExceptionWrapper(where="in DataLoader worker process 0")
+    with pytest.raises(ValueError) as info:
+        wrapped.reraise()
+    assert "Traceback" in str(info.value)  # what torch hands over
+    assert error_message(info.value) == (
+        "ValueError: truncated JPEG /data/x.jpg: no end-of-image marker (the file is cut short)"
+    )

@@ -62,6 +62,8 @@ def error_message(err: BaseException) -> str:
     """One line for the user: the message (which names the file, row, key or value), with the kind of error
     where the message alone would not say it."""
     text = str(err).strip() or repr(err)
+    if "Original Traceback" in text:  # raised in a DataLoader worker: keep the original error's last line
+        text = text.splitlines()[-1].strip()
     if isinstance(err, ValueError | FileNotFoundError | RuntimeError):
         return text
     return f"{type(err).__name__}: {text}"
