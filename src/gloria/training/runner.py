@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 from gloria.config import GloriaConfig, ImageTransformConfig, config_from_dict
+from gloria.data.synth.writers import atomic_write_bytes
 from gloria.model import GLoRIA
 from gloria.safe_yaml import load_yaml_file
 from gloria.training.callbacks import (
@@ -350,7 +351,7 @@ def _run_single(
         results["test_metrics"] = _floats(outputs[0]) if outputs else {}
     results["seconds"] = time.perf_counter() - started
     if trainer.global_rank == 0:
-        (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2, default=str))
+        atomic_write_bytes(run_dir / RESULTS_FILE, json.dumps(results, indent=2, default=str).encode())
     return results
 
 
@@ -411,7 +412,7 @@ def run_experiment(
         "summary": stats_by_metric,
         "runs": runs,
     }
-    (base / RESULTS_FILE).write_text(json.dumps(summary, indent=2, default=str))
+    atomic_write_bytes(base / RESULTS_FILE, json.dumps(summary, indent=2, default=str).encode())
     for key, stats in stats_by_metric.items():
         log.info("%s: %.4f +- %.4f over %d splits", key, stats["mean"], stats["std"], splits)
     return summary
