@@ -25,11 +25,12 @@ def test_all_issue_kinds(tmp_path):
     )
     report = validate_frame(frame, decode=True, workers=2)
     issues = {i.kind: i.items for i in report.issues}
+    corrupt = issues.pop("corrupt image")
+    assert len(corrupt) == 1 and str(tmp_path / "corrupt.jpg") in corrupt[0]  # with the reason
     assert issues == {
         "empty report": ("row 3",),
         "unparseable report": ("row 4",),
         "missing image": (str(tmp_path / "gone.jpg"),),
-        "corrupt image": (str(tmp_path / "corrupt.jpg"),),
         "duplicate path": (str(good),),
         "patient in several splits": ("p1",),
         "non-frontal view": ("row 3",),
@@ -37,8 +38,9 @@ def test_all_issue_kinds(tmp_path):
     assert not report.ok
     warnings_only = validate_frame(frame.iloc[[0]].assign(view="Lateral"))
     assert warnings_only.ok and [i.kind for i in warnings_only.issues] == ["non-frontal view"]
-    without_decode = {i.kind for i in validate_frame(frame).issues}
-    assert "corrupt image" not in without_decode  # header-level checks only unless decode=True
+    without_decode = {i.kind: i.items for i in validate_frame(frame).issues}
+    # without decode the header and tail are read: this JPEG has no end-of-image marker (truncated)
+    assert "truncated JPEG" in without_decode["corrupt image"][0]
 
 
 def test_monochrome1_and_high_bit_depth_fixtures_read_as_monochrome2(tmp_path):

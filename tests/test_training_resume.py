@@ -55,8 +55,20 @@ def test_resume_after_interrupt_equals_uninterrupted(synth_root: Path, tmp_path:
     for sa, sb in zip(a["optimizer_states"][0]["state"].values(), b["optimizer_states"][0]["state"].values()):
         assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
     assert a["lr_schedulers"] == b["lr_schedulers"]
-    # the resumed run's loss curve continues the uninterrupted one exactly
-    assert resumed["train_loss_curve"] == full["train_loss_curve"][4:]
+    # the resumed run's loss curve (history kept from the checkpoint) is the uninterrupted one exactly
+    assert resumed["train_loss_curve"] == full["train_loss_curve"]
+    # the CSV log keeps the steps before the interrupt and continues after it, like the uninterrupted one
+    full_rows = _csv_rows(tmp_path / "full" / cfg.name)
+    assert len({step for step, _, _ in full_rows}) >= 6  # every step logged (log_every_n_steps=1)
+    assert _csv_rows(tmp_path / "cut" / cfg.name) == full_rows
+
+
+def _csv_rows(run_dir: Path) -> list[tuple[str, str, str]]:
+    import csv
+
+    with (run_dir / "logs" / "metrics.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    return [(r["step"], r.get("train_loss", ""), r.get("val_loss", "")) for r in rows]
 
 
 def test_batch_seed_depends_on_position_only() -> None:

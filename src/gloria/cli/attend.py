@@ -14,6 +14,9 @@ from gloria.cli.embed import add_model_argument, load_model
 
 log = logging.getLogger(__name__)
 
+MAX_MAP_SIDE = 1024  # the maps and the overlay are drawn at most this large (longer side), so memory stays
+# bounded for any image: a 12000 x 12000 input is read once (144 MB) and the maps are 1024 px, not 12000 px
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -29,7 +32,12 @@ def register(subparsers: Any) -> None:
         "--readout", choices=["two_stage", "two_stage_no_cls", "first_stage", "cosine"], default="two_stage"
     )
     parser.add_argument("--out", required=True, help="PNG file (single image) or folder (--evaluate)")
-    parser.add_argument("--save-maps", default=None, help="also write the maps [words+1, H, W] to this .npz")
+    parser.add_argument(
+        "--save-maps",
+        default=None,
+        help=f"also write the maps [words+1, H, W] to this .npz (H, W: the image's, longer side at most "
+        f"{MAX_MAP_SIDE})",
+    )
     parser.add_argument(
         "--evaluate", default=None, metavar="ROOT", help="data folder to evaluate grounding on"
     )
@@ -49,8 +57,13 @@ def run(args: argparse.Namespace) -> int:
         return _evaluate(args)
     if not args.image or not args.text:
         raise ValueError("attend needs IMAGE and --text (or --evaluate ROOT)")
+    if Path(args.out).is_dir():
+        raise ValueError(
+            f"--out {args.out} is a folder; give the PNG file to write (e.g. {args.out}/map.png)"
+        )
     import torch
 
+    from gloria.data.cache import resize_longer_side
     from gloria.data.images import read_image
     from gloria.data.transforms import ImagePreprocessor
     from gloria.tasks.embed import embed_texts
@@ -80,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
     slots = list(range(1, n_words + 1))
     names = [text.word_strings[0][j] for j in slots]
     stacked = torch.cat([phrase_map(maps, slots)[None], maps[slots]])  # [1 + n, h, w]
+    if max(gray.shape) > MAX_MAP_SIDE:  # maps at a bounded resolution; the model saw the full image
+        log.info("image %s is %d x %d: maps drawn at most %d px", args.image, *gray.shape[::-1], MAX_MAP_SIDE)
+        gray = resize_longer_side(gray, MAX_MAP_SIDE)
     geom = pre.geometry(*gray.shape)
     full = to_original(stacked, geom)  # [1 + n, H, W]
     titles = [f"phrase ({args.readout})", *names]

@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The release's ``run.py`` entry: the same flags as ``gloria train``; errors are logged, exit code 1."""
     parser = argparse.ArgumentParser(prog="run.py", description=HELP)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     add_arguments(parser)
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
@@ -93,8 +94,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    try:
-        return run(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        log.error("%s", err)
-        return 1
+    from gloria.cli.main import run_reporting_errors
+
+    return run_reporting_errors(run, args, debug=args.debug)

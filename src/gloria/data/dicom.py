@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -202,6 +203,23 @@ def release_pixels(ds: Dataset, arr: np.ndarray) -> np.ndarray:
     return np.asarray(out, dtype=np.uint8)
 
 
+def _check_rescale(ds: Dataset, path: str | Path) -> None:
+    """A RescaleSlope of 0 (or not a finite number) maps every pixel to the intercept: a black image.
+    It is invalid (PS3.3 C.11.1.1.2), so it is replaced by the identity (1, and intercept 0 when that is not
+    finite either), with a warning naming the file."""
+    for key, identity in (("RescaleSlope", 1.0), ("RescaleIntercept", 0.0)):
+        if key not in ds:
+            continue
+        raw = ds.get(key)
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value) or (key == "RescaleSlope" and value == 0.0):
+            log.warning("%s: %s %r is invalid; using %g (identity)", path, key, raw, identity)
+            setattr(ds, key, identity)
+
+
 def read_dicom(path: str | Path, *, mode: DicomMode = "voi", out_dtype: Any = np.uint8) -> np.ndarray:
     """Read a DICOM radiograph as grayscale [H, W].
 
@@ -219,6 +237,7 @@ def read_dicom(path: str | Path, *, mode: DicomMode = "voi", out_dtype: Any = np
         if np.dtype(out_dtype) == np.uint8:
             return eight_bit
         return _to_dtype(eight_bit.astype(np.float64) / 255.0, out_dtype)
+    _check_rescale(ds, path)
     try:
         return voi_pixels(ds, arr, out_dtype)
     except (ValueError, NotImplementedError, OverflowError, AttributeError, KeyError, IndexError) as err:

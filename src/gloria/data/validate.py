@@ -13,7 +13,7 @@ from typing import Literal
 
 import pandas as pd
 
-from gloria.data.images import read_image
+from gloria.data.images import check_raster_file, is_dicom, read_image
 from gloria.data.reports import report_sentences
 from gloria.data.splits import leaked_ids
 
@@ -98,27 +98,35 @@ def check_reports(frame: pd.DataFrame, column: str) -> list[Issue]:
     ]
 
 
-def _image_problem(path: str, decode: bool) -> str | None:
+def _image_problem(path: str, decode: bool) -> tuple[str, str] | None:
+    """(kind, item) of what is wrong with one image file, or None. Every failure is caught: one bad file
+    (too many pixels, a decoder error) is reported and the check goes on."""
     file = Path(path)
     if not file.is_file():
-        return "missing"
-    if file.stat().st_size == 0:
-        return "corrupt"
-    if decode:
-        try:
+        return "missing", path
+    try:
+        if file.stat().st_size == 0:
+            return "corrupt", f"{path} (empty file)"
+        if decode:
             read_image(file)
-        except (ValueError, RuntimeError, OSError):
-            return "corrupt"
+        elif not is_dicom(file):
+            check_raster_file(file)  # cheap: header and tail only (truncated JPEG, too many pixels)
+    except Exception as err:  # reported per file, the check continues
+        text = str(err) or type(err).__name__
+        return "corrupt", text if path in text else f"{path} ({text})"
     return None
 
 
 def check_images(paths: Sequence[str], *, decode: bool = False, workers: int = 4) -> list[Issue]:
-    """Missing files and (with ``decode``, or when empty) files that cannot be decoded."""
+    """Missing files and files that cannot be decoded: empty, truncated JPEGs and images over the pixel
+    limit always (header and tail read), any decoding failure with ``decode``."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         problems = list(pool.map(lambda p: _image_problem(p, decode), paths))
     out = []
     for kind in ("missing", "corrupt"):
-        items = tuple(p for p, problem in zip(paths, problems) if problem == kind)
+        items = tuple(
+            item for problem in problems if problem is not None for k, item in [problem] if k == kind
+        )
         if items:
             out.append(Issue(f"{kind} image", "error", items))
     return out

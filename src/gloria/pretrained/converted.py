@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from safetensors import safe_open
 
 from gloria.config import GloriaConfig, config_from_dict
 from gloria.pretrained import registry
 from gloria.pretrained.keymap import check_keys
+from gloria.safe_yaml import load_yaml_text
 
 CONFIG_FILE = "config.yaml"
 METADATA_FILE = "metadata.json"
@@ -50,10 +50,7 @@ def converted_config(directory: Path) -> GloriaConfig:
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
         raise FileNotFoundError(f"converted directory {directory} lacks {CONFIG_FILE}")
-    try:
-        raw_config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ValueError(f"{config_path} is not valid YAML: {err}") from err
+    raw_config = load_yaml_text(config_path.read_text(encoding="utf-8"), config_path)  # no aliases
     if not isinstance(raw_config, dict):
         raise ValueError(f"{config_path} must hold a mapping, got {type(raw_config).__name__}")
     try:

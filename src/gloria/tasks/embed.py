@@ -6,11 +6,13 @@ model fingerprint; the cache holds one NPZ per image, written atomically, so an 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import logging
 import os
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,12 +86,31 @@ class EmbeddingCache:
         if not path.is_file():
             self.misses += 1
             return None
-        with np.load(path, allow_pickle=False) as data:
-            if need_regions and "regions" not in data:
-                self.misses += 1
-                return None
-            self.hits += 1
-            return {name: data[name] for name in data.files}
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if need_regions and "regions" not in data:
+                    self.misses += 1
+                    return None
+                arrays = {name: data[name] for name in data.files}
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+            self._discard(path, f"unreadable ({type(err).__name__}: {err})")
+            return None
+        if "embedding" not in arrays:
+            self._discard(path, "no 'embedding' array")
+            return None
+        bad = [name for name, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
+        if bad:
+            self._discard(path, f"NaN or infinite values in {bad}")
+            return None
+        self.hits += 1
+        return arrays
+
+    def _discard(self, path: Path, why: str) -> None:
+        """A broken entry is removed and recomputed (it must not stop every later run)."""
+        log.warning("embedding cache entry %s is %s: recomputing it", path, why)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        self.misses += 1
 
     def put(self, key: str, arrays: dict[str, NDArray[np.float32]]) -> None:
         path = self._path(key)
@@ -210,6 +231,11 @@ def embed_images(
         feats = model.encode_images(batch)
         emb = feats.embedding.float().cpu().numpy()
         reg = feats.regions.float().cpu().numpy()
+        broken = [paths[i] for row, i in enumerate(batch_idx) if not np.isfinite(emb[row]).all()]
+        if broken:
+            raise ValueError(
+                f"the model gives NaN or infinite embeddings for {broken[:3]}: are its weights finite?"
+            )
         for row, i in enumerate(batch_idx):
             arrays = {"embedding": emb[row]}
             if with_regions:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-import yaml
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
@@ -30,6 +29,7 @@ from gloria.alignment.similarity import (
 )
 from gloria.config import AlignmentConfig
 from gloria.data.eval_set import EvalSet
+from gloria.safe_yaml import load_yaml_file
 from gloria.tasks import metrics as M
 from gloria.tasks.embed import EmbeddingCache, EncodedTexts, ImageEmbeddings, TextModel, embed_texts
 from gloria.types import ImageFeatures
@@ -57,7 +57,13 @@ def load_prompt_file(path: str | Path) -> tuple[dict[str, list[str]], dict[str, 
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"prompt file not found: {p}")
-    data = json.loads(p.read_text()) if p.suffix == ".json" else yaml.safe_load(p.read_text())
+    if p.suffix == ".json":
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{p}: not valid JSON: {err}") from err
+    else:
+        data = load_yaml_file(p)
     if not isinstance(data, Mapping) or not data:
         raise ValueError(f"{p}: expected a mapping of class -> list of prompts")
     if "positive" in data:
@@ -114,7 +120,18 @@ def encode_class_prompts(
             texts += list(prompts)
             owner += [names.index(name)] * len(prompts)
             neg += [is_negative] * len(prompts)
+    blank = [(names[o], t) for o, t in zip(owner, texts) if not t.strip()]
+    if blank:
+        classes = sorted({n for n, _ in blank})
+        raise ValueError(f"blank prompt(s) for class(es) {classes}: every prompt needs words")
     encoded = embed_texts(model, texts, batch_size=batch_size)
+    words = encoded.features.word_mask.sum(dim=1) - 1  # slot 0 is the sentence token
+    empty = [(names[o], t) for o, t, n in zip(owner, texts, words.tolist()) if n < 1]
+    if empty:
+        raise ValueError(
+            f"prompt(s) with no words after cleaning (punctuation or unknown characters only): {empty[:5]}; "
+            "every class would score the same"
+        )
     return ClassPrompts(names, texts, encoded, torch.tensor(owner), torch.tensor(neg))
 
 

@@ -69,10 +69,17 @@ class PlateauOnValidation(Callback):
 
 
 class LossHistory(Callback):
-    """Keeps the training loss of every optimiser step (``history``) for the results JSON."""
+    """Keeps the training loss of every optimiser step (``history``) for the results JSON. The history is
+    part of the checkpoint, so a resumed run reports the whole curve, not only the resumed steps."""
 
     def __init__(self) -> None:
         self.history: list[float] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": list(self.history)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [float(v) for v in state_dict.get("history", [])]
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
 import re
 import typing
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ import yaml
 
 from gloria.alignment.options import LossOptions
 from gloria.config import GloriaConfig, config_from_dict, from_dict, preset
+from gloria.safe_yaml import load_yaml_file, load_yaml_text
 
 log = logging.getLogger(__name__)
 
@@ -240,8 +242,42 @@ def experiment_from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
     return cfg
 
 
+def _non_finite(value: Any, key: str) -> str | None:
+    """The dotted key of the first NaN or infinite number in a config value (sections, lists), or None."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        for name, item in value.items():
+            found = _non_finite(item, f"{key}.{name}" if key else str(name))
+            if found:
+                return found
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found = _non_finite(item, f"{key}[{i}]")
+            if found:
+                return found
+    elif isinstance(value, float) and not math.isfinite(value):
+        return key
+    return None
+
+
+def check_run_name(name: str) -> None:
+    """A run name is one folder name (no separators, not absolute, not ``..``): it stays in ``--out``."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0") or Path(name).is_absolute():
+        raise ValueError(
+            f"config key 'name' must be a single folder name (no '/', '\\', '..' or absolute path), "
+            f"got {name!r}"
+        )
+
+
 def _check_values(cfg: ExperimentConfig) -> None:
     d, o, t = cfg.data, cfg.optim, cfg.trainer
+    bad = _non_finite(cfg, "")
+    if bad is not None:
+        raise ValueError(f"config key {bad!r} must be a finite number, got {_lookup(cfg, bad)!r}")
+    check_run_name(cfg.name)
+    if isinstance(t.devices, int) and (t.devices == 0 or t.devices < -1):
+        raise ValueError(f"config key 'trainer.devices' must be >= 1, -1 (all) or 'auto', got {t.devices!r}")
     positive = {
         "data.batch_size": d.batch_size,
         "optim.lr": o.lr,
@@ -251,7 +287,7 @@ def _check_values(cfg: ExperimentConfig) -> None:
         "snapshots.every_n_epochs": cfg.snapshots.every_n_epochs,
     }
     for key, value in positive.items():
-        if value <= 0:
+        if not value > 0:
             raise ValueError(f"config key {key!r} must be > 0, got {value!r}")
     if not 0.0 < d.train_pct <= 1.0:
         raise ValueError(f"config key 'data.train_pct' must be in (0, 1], got {d.train_pct!r}")
@@ -281,6 +317,11 @@ def _check_values(cfg: ExperimentConfig) -> None:
         raise ValueError("config key 'data.classes' must list the label columns for classification")
     if cfg.task == "segmentation" and d.source != "siim":
         raise ValueError(f"task 'segmentation' needs data.source 'siim', got {d.source!r}")
+    if cfg.task == "pretrain" and d.batch_size < 2:
+        raise ValueError(
+            f"config key 'data.batch_size' must be >= 2 for pretraining (the contrastive loss needs other "
+            f"pairs in the batch; one pair gives a loss of exactly 0), got {d.batch_size}"
+        )
     if cfg.task == "pretrain" and d.source != "image_report":
         raise ValueError(f"task 'pretrain' needs data.source 'image_report', got {d.source!r}")
     if t.grad_cache_chunks > 1:
@@ -295,6 +336,13 @@ def _check_values(cfg: ExperimentConfig) -> None:
             )
 
 
+def _lookup(cfg: ExperimentConfig, key: str) -> Any:
+    value: Any = cfg.to_dict()
+    for part in re.split(r"\.|\[", key):
+        value = value[int(part[:-1])] if part.endswith("]") else value[part]
+    return value
+
+
 # ------------------------------------------------------------------------------------ files, overrides
 
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -302,10 +350,7 @@ _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 def parse_value(text: str) -> Any:
     """A YAML scalar/list from an override's right-hand side; ``1e-4`` is a float (YAML 1.1 says string)."""
-    try:
-        value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError as err:
-        raise ValueError(f"cannot parse override value {text!r}: {err}") from err
+    value = load_yaml_text(text, f"override value {text!r}") if text.strip() else ""
     if isinstance(value, str) and _FLOAT.match(value.strip()):
         return float(value)
     return value
@@ -348,10 +393,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"experiment config not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML: {err}") from err
+    raw = load_yaml_file(path)  # no aliases: a small file cannot expand to gigabytes or a cycle
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

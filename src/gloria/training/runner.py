@@ -16,12 +16,14 @@ from typing import Any
 import lightning.pytorch as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 from gloria.config import ImageTransformConfig
+from gloria.data.synth.writers import atomic_write_bytes
 from gloria.model import GLoRIA
-from gloria.pretrained.safe_pickle import check_checkpoint
+from gloria.pretrained.safe_pickle import check_checkpoint, safe_torch_load
 from gloria.pretrained.trained import MODEL_INFO_KEY, model_info
+from gloria.safe_yaml import load_yaml_file
 from gloria.training.callbacks import (
     AttentionSnapshots,
     BatchSeed,
@@ -29,10 +31,16 @@ from gloria.training.callbacks import (
     PlateauOnValidation,
     ProgressLog,
 )
+from gloria.training.checkpoint_io import SafeCheckpointIO
 from gloria.training.classify_module import ClassifyModule
 from gloria.training.datamodules import GloriaDataModule
-from gloria.training.experiment import ExperimentConfig, save_experiment
+from gloria.training.experiment import (
+    ExperimentConfig,
+    check_run_name,
+    save_experiment,
+)
 from gloria.training.pretrain_module import PretrainModule
+from gloria.training.run_guards import ContinuingCSVLogger, FiniteLoss, check_resume_settings, run_lock
 from gloria.training.segment_module import SegmentModule
 from gloria.training.sources import RSNA_CLASS
 
@@ -114,11 +122,12 @@ class ModelInfo(Callback):
 # ---------------------------------------------------------------------------------------------- trainer
 
 
-def build_loggers(cfg: ExperimentConfig, run_dir: Path) -> list[Logger]:
+def build_loggers(cfg: ExperimentConfig, run_dir: Path, resume_step: int | None = None) -> list[Logger]:
+    """The configured loggers; resuming from ``resume_step`` continues ``logs/metrics.csv``."""
     loggers: list[Logger] = []
     for name in cfg.trainer.loggers:
         if name == "csv":
-            loggers.append(CSVLogger(run_dir, name="logs", version=""))
+            loggers.append(ContinuingCSVLogger(run_dir, name="logs", version="", resume_step=resume_step))
         elif name == "tensorboard":
             loggers.append(TensorBoardLogger(run_dir, name="tensorboard", version=""))
         else:
@@ -132,7 +141,12 @@ def build_loggers(cfg: ExperimentConfig, run_dir: Path) -> list[Logger]:
 
 
 def build_trainer(
-    cfg: ExperimentConfig, run_dir: Path, seed: int, *, extra: Sequence[Callback] = ()
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    seed: int,
+    resume_step: int | None = None,
+    *,
+    extra: Sequence[Callback] = (),
 ) -> tuple[L.Trainer, ModelCheckpoint, LossHistory, AttentionSnapshots | None]:
     t = cfg.trainer
     checkpoint = ModelCheckpoint(
@@ -151,7 +165,7 @@ def build_trainer(
         enable_version_counter=False,
     )
     history = LossHistory()
-    callbacks: list[Callback] = [checkpoint, last, history, BatchSeed(seed), *extra]
+    callbacks: list[Callback] = [checkpoint, last, history, BatchSeed(seed), FiniteLoss(), *extra]
     if cfg.scheduler.name == "plateau":
         callbacks.append(PlateauOnValidation(cfg.scheduler.monitor))
     if not t.enable_progress_bar:
@@ -166,7 +180,7 @@ def build_trainer(
             check_on_train_epoch_end=False,
         )
         callbacks.append(stopper)
-    loggers = build_loggers(cfg, run_dir)
+    loggers = build_loggers(cfg, run_dir, resume_step)
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     snapshots = None
@@ -201,6 +215,7 @@ def build_trainer(
         enable_progress_bar=t.enable_progress_bar,
         deterministic=t.deterministic,
         use_distributed_sampler=False,  # SeededSampler shards by rank itself (exact resume)
+        plugins=[SafeCheckpointIO()],  # atomic writes in the target folder, never NaN weights
     )
     return trainer, checkpoint, history, snapshots
 
@@ -226,6 +241,43 @@ def resolve_resume(resume: str | None, run_dir: Path) -> str | None:
     return str(path)
 
 
+def check_accelerator(cfg: ExperimentConfig) -> None:
+    """``trainer.accelerator`` gpu/cuda on a machine without a visible GPU: a clear error, not Lightning's."""
+    wanted = cfg.trainer.accelerator.lower()
+    if wanted in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"trainer.accelerator={cfg.trainer.accelerator!r} (or --accelerator) but no CUDA GPU is visible "
+            "here; use --accelerator cpu or auto"
+        )
+
+
+def _resume_step(ckpt_path: str, *, trust: bool = False) -> int:
+    """The global step of the checkpoint to resume from, read with the safe reader (``trust``: in full);
+    an unreadable or hostile file raises ``ValueError``."""
+    raw = safe_torch_load(ckpt_path, trust=trust)
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{ckpt_path} is not a training checkpoint (no 'global_step')")
+    step = raw.get("global_step", 0)
+    if isinstance(step, torch.Tensor):
+        step = int(step)
+    if not isinstance(step, int):
+        raise ValueError(f"{ckpt_path}: 'global_step' is not an integer ({step!r})")
+    return step
+
+
+def check_resume_config(cfg: ExperimentConfig, ckpt_path: str, run_dir: Path) -> None:
+    """Compare ``cfg`` with the ``experiment.yaml`` of the run that wrote the checkpoint (when there is
+    one): optimiser and scheduler overrides would be silently undone by the restored state."""
+    ckpt = Path(ckpt_path)
+    candidates = [ckpt.parent.parent / "experiment.yaml", run_dir / "experiment.yaml"]
+    recorded = next((p for p in candidates if p.is_file()), None)
+    if recorded is None:
+        return
+    before = load_yaml_file(recorded)
+    if isinstance(before, dict):
+        check_resume_settings(before, cfg.to_dict(), recorded)
+
+
 def run_single(
     cfg: ExperimentConfig,
     *,
@@ -236,13 +288,35 @@ def run_single(
     resume: str | None,
     trust: bool = False,
 ) -> dict[str, Any]:
-    """One run (one seed) in ``run_dir``; returns and writes its results JSON.
+    """One run (one seed) in ``run_dir``; returns and writes its results JSON. The folder is locked while
+    the run writes to it: a second run of the same folder is refused.
 
     Every checkpoint read (``model.checkpoint``, the resume point, the tested one) goes through the safe
     reader; ``trust`` (``--trust``) is the only way to unpickle one in full."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_experiment(cfg, run_dir / "experiment.yaml")
+    with run_lock(run_dir):
+        return _run_single(
+            cfg, seed=seed, run_dir=run_dir, train=train, test=test, resume=resume, trust=trust
+        )
+
+
+def _run_single(
+    cfg: ExperimentConfig,
+    *,
+    seed: int,
+    run_dir: Path,
+    train: bool,
+    test: bool,
+    resume: str | None,
+    trust: bool,
+) -> dict[str, Any]:
+    check_accelerator(cfg)
     ckpt_path = resolve_resume(resume, run_dir)
+    resume_step = None
+    if ckpt_path is not None:
+        resume_step = _resume_step(ckpt_path, trust=trust)
+        if train:
+            check_resume_config(cfg, ckpt_path, run_dir)
+    save_experiment(cfg, run_dir / "experiment.yaml")
     if cfg.trainer.cpu_threads is not None:
         torch.set_num_threads(cfg.trainer.cpu_threads)
     L.seed_everything(seed, workers=True, verbose=False)
@@ -254,7 +328,15 @@ def run_single(
     info = model_info(cfg.task, model.config, classes=classes, freeze_encoder=cfg.model.freeze_encoder)
     datamodule = GloriaDataModule(cfg.task, cfg.data, transforms_of(cfg, module), seed=seed, classes=classes)
     records = datamodule.load()
-    trainer, checkpoint, history, snapshots = build_trainer(cfg, run_dir, seed, extra=[ModelInfo(info)])
+    if train and cfg.task == "pretrain" and len(records.train) < 2:
+        raise ValueError(
+            f"pretraining needs at least 2 training image-report pairs (the contrastive loss compares each "
+            f"image with the other reports: one pair gives a loss of exactly 0); data.train_csv "
+            f"{cfg.data.train_csv!r} gives {len(records.train)} after splitting"
+        )
+    trainer, checkpoint, history, snapshots = build_trainer(
+        cfg, run_dir, seed, resume_step, extra=[ModelInfo(info)]
+    )
     last_path = run_dir / "checkpoints" / f"{LAST_NAME}.ckpt"
     started = time.perf_counter()
     results: dict[str, Any] = {
@@ -303,7 +385,7 @@ def run_single(
         results["test_metrics"] = _floats(outputs[0]) if outputs else {}
     results["seconds"] = time.perf_counter() - started
     if trainer.global_rank == 0:
-        (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2, default=str))
+        atomic_write_bytes(run_dir / RESULTS_FILE, json.dumps(results, indent=2, default=str).encode())
     return results
 
 
@@ -340,6 +422,7 @@ def run_experiment(
         raise ValueError(f"--splits must be >= 1, got {splits}")
     if train_pct is not None:
         config = config.replace([f"data.train_pct={train_pct}"])
+    check_run_name(config.name)  # the run folder stays inside the output folder
     base = Path(out_dir if out_dir is not None else config.out_dir).expanduser() / config.name
     if splits == 1:
         return run_single(
@@ -368,7 +451,7 @@ def run_experiment(
         "summary": stats_by_metric,
         "runs": runs,
     }
-    (base / RESULTS_FILE).write_text(json.dumps(summary, indent=2, default=str))
+    atomic_write_bytes(base / RESULTS_FILE, json.dumps(summary, indent=2, default=str).encode())
     for key, stats in stats_by_metric.items():
         log.info("%s: %.4f +- %.4f over %d splits", key, stats["mean"], stats["std"], splits)
     return summary
