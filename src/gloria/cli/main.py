@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "validate-data": "validate_data",
     "train": "train",
     "zero-shot": "zero_shot",
+    "zero-shot-labels": "zero_shot_labels",
     "retrieve": "retrieve",
     "embed": "embed",
     "attend": "attend",
