@@ -170,7 +170,7 @@ def test_scores_equal_a_plain_loop_and_ignore_other_classes(tiny_model) -> None:
     from gloria.alignment.similarity import default_local_similarity
 
     for i in range(5):
-        for c, name in enumerate(prompts.class_names):
+        for c in range(len(prompts.class_names)):
             logits = {True: [], False: []}
             for p in range(len(prompts.texts)):
                 if int(prompts.owner[p]) != c:

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "retrieve": "retrieve",
     "embed": "embed",
     "attend": "attend",
+    "ground": "ground",
     "convert": "convert",
     "export": "export",
     "demo": "demo",

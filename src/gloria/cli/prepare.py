@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("chexpert", "chexpert5x200", "mimic", "rsna", "siim", "csv")
+SOURCES = ("chexpert", "chexpert5x200", "mimic", "rsna", "siim", "csv", "synthcxr")
 
 
 def register(subparsers: Any) -> None:
@@ -86,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out or root
     if not root.is_dir():
         raise FileNotFoundError(f"--root {root} is not a folder")
+    if args.source == "synthcxr":  # the benchmark tables of a generated SynthCXR folder, written into it
+        from gloria.data.synth_benchmarks import write_synth_benchmarks
+
+        write_synth_benchmarks(root, seed=args.seed or 0)
+        return 0
     seed = (
         args.seed if args.seed is not None else (prep.RELEASE_SEED if args.source == "chexpert5x200" else 0)
     )
