@@ -110,7 +110,12 @@ def test_evaluate_labels_point_values_and_ignored_rows() -> None:
         per_class.append(expected)
     for metric in LM.METRICS:
         assert out["macro"][metric]["value"] == pytest.approx(np.mean([e[metric] for e in per_class]))
-    with pytest.raises(ValueError, match="class 'a': the validation split needs positives"):
+    y_b_negative = y.copy()
+    y_b_negative[valid, 1] = 0.0
+    partial = LM.evaluate_labels(s, y_b_negative, names, valid=valid, rule="f1", n_boot=5)
+    assert list(partial["classes"]) == ["a"] and "no threshold" in partial["skipped"]["b"]
+    assert partial["macro"]["auroc"]["value"] == pytest.approx(out["classes"]["a"]["auroc"]["value"])
+    with pytest.raises(ValueError, match="no class has positives and negatives among the 20 validation rows"):
         LM.evaluate_labels(s, np.zeros_like(y), names, valid=valid)
 
 

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "embed": "embed",
     "attend": "attend",
     "ground": "ground",
+    "benchmark": "benchmark",
     "convert": "convert",
     "export": "export",
     "demo": "demo",

@@ -59,7 +59,8 @@ def phrase_cases(frame: pd.DataFrame, image_root: str | Path | None = None) -> l
             if isinstance(rle, str) and rle.strip():
                 mask |= rle_decode(rle, H, W).astype(bool)
             else:
-                mask |= M.box_to_mask((row.x, row.y, row.w, row.h), H, W)
+                box = (float(row.x), float(row.y), float(row.w), float(row.h))  # type: ignore[arg-type]
+                mask |= M.box_to_mask(box, H, W)
         p = Path(str(path))
         words = tokens(str(text))
         cases.append(

@@ -6,14 +6,18 @@ Labels are [N, C] floats: 1 positive, 0 negative, NaN left out of that class (an
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gloria.tasks import metrics as M
+
+log = logging.getLogger(__name__)
 
 ThresholdRule = Literal["f1", "mcc"]
 THRESHOLD_RULES: tuple[ThresholdRule, ...] = ("f1", "mcc")
@@ -140,8 +144,9 @@ def evaluate_labels(
 
     ``scores`` and ``labels`` are [N, C]; labels 1 / 0 / NaN (NaN: that row is left out of that class).
     Each class's threshold maximises ``rule`` on its ``valid`` rows and is applied unchanged to the test
-    rows. The bootstrap resamples test rows (one draw for all classes), so the macro interval accounts for
-    the classes being measured on the same images.
+    rows; a class whose valid rows lack a positive or a negative is skipped (``skipped`` says why, the
+    macro means are over the others) and ValueError when no class is left. The bootstrap resamples test
+    rows (one draw for all classes), so the macro interval accounts for the classes sharing the images.
     """
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
@@ -154,14 +159,21 @@ def evaluate_labels(
     test_rows = np.flatnonzero(~val)
     if test_rows.size == 0:
         raise ValueError("no test rows: every row is in the validation split")
-    thresholds: list[float] = []
+    thresholds: dict[int, float] = {}
+    skipped: dict[str, str] = {}
     for c, name in enumerate(class_names):
         keep = val & np.isfinite(y[:, c])
         if not keep.any() or len(np.unique(y[keep, c])) < 2:
-            raise ValueError(
-                f"class {name!r}: the validation split needs positives and negatives to choose a threshold"
-            )
-        thresholds.append(choose_threshold(y[keep, c], s[keep, c], rule))
+            skipped[name] = "the validation rows lack a positive or a negative: no threshold"
+            log.warning("class %r skipped: %s", name, skipped[name])
+            continue
+        thresholds[c] = choose_threshold(y[keep, c], s[keep, c], rule)
+    if not thresholds:
+        raise ValueError(
+            f"no class has positives and negatives among the {int(val.sum())} validation rows: "
+            f"{list(class_names)}"
+        )
+    evaluated = sorted(thresholds)
     ys, ss = y[test_rows], s[test_rows]
 
     def value(metric: str, c: int, idx: NDArray[np.int64]) -> float:
@@ -170,7 +182,8 @@ def evaluate_labels(
         return class_metric(metric, thresholds[c])(t[keep].astype(bool), sc[keep])
 
     per_class: dict[str, dict[str, object]] = {}
-    for c, name in enumerate(class_names):
+    for c in evaluated:
+        name = class_names[c]
         known = np.isfinite(ys[:, c])
         entry: dict[str, object] = {
             "threshold": thresholds[c],
@@ -179,15 +192,16 @@ def evaluate_labels(
         }
         for metric in METRICS:
             entry[metric] = M.bootstrap_ci(
-                lambda i, m=metric, k=c: value(m, k, i), len(test_rows), n_boot=n_boot, seed=seed
+                partial(value, metric, c), len(test_rows), n_boot=n_boot, seed=seed
             ).as_dict()
         per_class[name] = entry
+
+    def macro_value(metric: str, idx: NDArray[np.int64]) -> float:
+        return _nanmean([value(metric, c, idx) for c in evaluated])
+
     macro = {
         metric: M.bootstrap_ci(
-            lambda i, m=metric: _nanmean([value(m, c, i) for c in range(C)]),
-            len(test_rows),
-            n_boot=n_boot,
-            seed=seed,
+            partial(macro_value, metric), len(test_rows), n_boot=n_boot, seed=seed
         ).as_dict()
         for metric in METRICS
     }
@@ -197,6 +211,7 @@ def evaluate_labels(
         "threshold_rule": rule,
         "classes": per_class,
         "macro": macro,
+        "skipped": skipped,
     }
 
 
