@@ -58,7 +58,29 @@ def test_synthcxr_suite_runs_every_benchmark(synth_root: Path, tmp_path: Path, t
     assert single["accuracy"] == res["evaluations"]["synth_5x200"]["result"]["accuracy"]
 
 
+def test_valid_data_joins_a_separate_validation_csv(synth_root: Path, tmp_path: Path, tiny_model) -> None:
+    import pandas as pd
+
+    from gloria.tasks.benchmark import run_suite
+
+    rows = pd.read_csv(synth_root / "synth_rsna_binary.csv")
+    rows[rows["split"] == "valid"].to_csv(synth_root / "bin_valid.csv", index=False)
+    rows[rows["split"] == "test"].drop(columns="split").to_csv(synth_root / "bin_test.csv", index=False)
+    suite_file = tmp_path / "suite.yaml"
+    prompts = SUITE.parent / "synthcxr_prompts.yaml"
+    suite_file.write_text(
+        "n_boot: 5\nevaluations:\n  - {name: b, kind: zero_shot_labels, data: bin_test.csv, "
+        f"valid_data: bin_valid.csv, prompts: {prompts}, classes: [Pneumonia]}}\n"
+    )
+    result = run_suite(tiny_model, load_suite(suite_file, synth_root))["evaluations"]["b"]
+    assert result["result"]["n_valid"] == int((rows["split"] == "valid").sum())
+    assert result["result"]["n_test"] == int((rows["split"] == "test").sum())
+    assert result["data"]["valid_data"]["sha256"] == file_sha256(synth_root / "bin_valid.csv")
+
+
 def test_suite_errors_name_the_entry(tmp_path: Path) -> None:
+    real = load_suite(SUITE.parent / "real.yaml", tmp_path)  # the shipped real-data suite is well formed
+    assert len(real.evaluations) == 9 and all(str(e.data).startswith(str(tmp_path)) for e in real.evaluations)
     bad = tmp_path / "suite.yaml"
     bad.write_text("evaluations:\n  - {name: a, kind: nope, data: x.csv}\n")
     with pytest.raises(ValueError, match=r"evaluation 1 \(a\): kind 'nope' is not one of"):

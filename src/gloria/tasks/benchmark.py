@@ -28,9 +28,20 @@ SHOWN: dict[str, tuple[str, ...]] = {
     "grounding": ("cnr", "miou", "mdice", "pointing"),
 }
 OPTIONS: dict[str, frozenset[str]] = {
-    "zero_shot_multiclass": frozenset({"prompts", "n_prompts", "prompt_seed", "ensemble", "legacy"}),
+    "zero_shot_multiclass": frozenset(
+        {"prompts", "n_prompts", "prompt_seed", "ensemble", "legacy", "image_root"}
+    ),
     "zero_shot_labels": frozenset(
-        {"prompts", "classes", "path_col", "uncertain", "scoring", "threshold_rule", "valid_fraction"}
+        {
+            "prompts",
+            "classes",
+            "path_col",
+            "uncertain",
+            "scoring",
+            "threshold_rule",
+            "valid_fraction",
+            "valid_data",
+        }
     ),
     "grounding": frozenset({"thresholds", "readouts", "fit_fraction"}),
 }
@@ -53,6 +64,7 @@ class Suite:
 
     evaluations: list[Evaluation]
     base: Path
+    data_root: Path
     n_boot: int = 1000
     seed: int = 0
 
@@ -104,12 +116,17 @@ def load_suite(path: str | Path, root: str | Path | None = None) -> Suite:
                 options,
             )
         )
-    return Suite(evaluations, base, int(raw.get("n_boot", 1000)), int(raw.get("seed", 0)))
+    return Suite(evaluations, base, data_root, int(raw.get("n_boot", 1000)), int(raw.get("seed", 0)))
 
 
 def _prompt_path(suite: Suite, value: str) -> Path:
     p = Path(value)
     return p if p.is_absolute() else suite.base / p
+
+
+def _data_path(suite: Suite, value: str) -> Path:
+    p = Path(value)
+    return p if p.is_absolute() else suite.data_root / p
 
 
 def run_multiclass(model: Any, ev: Evaluation, suite: Suite, cache: Any) -> dict[str, Any]:
@@ -119,7 +136,7 @@ def run_multiclass(model: Any, ev: Evaluation, suite: Suite, cache: Any) -> dict
     from gloria.tasks.embed import embed_images
 
     o = ev.options
-    data = read_eval_set(ev.data)
+    data = read_eval_set(ev.data, _data_path(suite, str(o["image_root"])) if "image_root" in o else None)
     if "prompts" in o:
         positive, negative = Z.load_prompt_file(_prompt_path(suite, str(o["prompts"])))
     else:
@@ -174,14 +191,23 @@ def run_labels(model: Any, ev: Evaluation, suite: Suite, cache: Any) -> dict[str
     scoring = str(o.get("scoring", "pairs"))
     if scoring == "pairs" and negative is None:
         negative = Z.default_negatives(classes)
-    data = L.read_label_csv(
-        ev.data,
-        classes,
-        path_col=str(o.get("path_col", "path")),
-        uncertain=o.get("uncertain", "ignore"),
-        valid_fraction=float(o.get("valid_fraction", 0.2)),
-        seed=suite.seed,
-    )
+
+    def read(path: Path) -> L.LabelSet:
+        return L.read_label_csv(
+            path,
+            classes,
+            path_col=str(o.get("path_col", "path")),
+            uncertain=o.get("uncertain", "ignore"),
+            valid_fraction=float(o.get("valid_fraction", 0.2)),
+            seed=suite.seed,
+        )
+
+    data = read(ev.data)
+    if "valid_data" in o:  # a separate CSV of validation rows (e.g. a prepared *_valid.csv): all rows
+        valid = read(_data_path(suite, str(o["valid_data"])))
+        valid.valid = np.ones(len(valid.paths), dtype=bool)
+        data.valid = np.zeros(len(data.paths), dtype=bool)
+        data = L.concat_label_sets(valid, data)
     return L.run_label_zero_shot(
         model,
         data,
@@ -260,7 +286,10 @@ def run_suite(model: Any, suite: Suite, *, cache: Any = None, only: Sequence[str
     for ev in chosen:
         if not ev.data.is_file():
             raise FileNotFoundError(f"{ev.name}: data file not found: {ev.data}")
-        data = {"file": str(ev.data), "sha256": file_sha256(ev.data)}
+        data: dict[str, Any] = {"file": str(ev.data), "sha256": file_sha256(ev.data)}
+        if "valid_data" in ev.options:
+            valid_path = _data_path(suite, str(ev.options["valid_data"]))
+            data["valid_data"] = {"file": str(valid_path), "sha256": file_sha256(valid_path)}
         log.info("benchmark %s (%s) on %s", ev.name, ev.kind, ev.data)
         result = RUNNERS[ev.kind](model, ev, suite, cache)
         results[ev.name] = {"kind": ev.kind, "data": data, "reference": ev.reference, "result": result}

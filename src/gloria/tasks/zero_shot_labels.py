@@ -113,6 +113,23 @@ def read_label_csv(
     return LabelSet(paths, list(classes), labels, valid, uncertain)
 
 
+def concat_label_sets(first: LabelSet, second: LabelSet) -> LabelSet:
+    """Rows of ``first`` then ``second`` (e.g. a prepared ``*_valid.csv`` and ``*_test.csv``): same classes
+    and uncertain policy required."""
+    if first.class_names != second.class_names or first.uncertain != second.uncertain:
+        raise ValueError(
+            f"cannot join eval sets of classes {first.class_names} / {second.class_names} and policies "
+            f"{first.uncertain!r} / {second.uncertain!r}"
+        )
+    return LabelSet(
+        [*first.paths, *second.paths],
+        first.class_names,
+        np.concatenate([first.labels, second.labels]),
+        np.concatenate([first.valid, second.valid]),
+        first.uncertain,
+    )
+
+
 @torch.no_grad()
 def prompt_logits(
     images: ImageFeatures, texts: EncodedTexts, alignment: AlignmentConfig, *, chunk_size: int = 256
