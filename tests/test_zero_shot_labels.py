@@ -230,4 +230,9 @@ def test_zero_shot_labels_command(tmp_path: Path, tiny_model) -> None:
         t, s = list(labels[test, c]), list(scores[name][test])
         assert res["classes"][name]["auroc"]["value"] == pytest.approx(loop_auroc(t, s))
     assert res["scoring"] == "pairs" and res["uncertain"] == "ignore"
+    data = L.read_label_csv(tmp_path / "set.csv", ["Edema", "Pneumothorax"])
+    chunked = L.run_label_zero_shot(tiny_model, data, PROMPTS, NEGATIVES, n_boot=5, images_per_chunk=7)
+    np.testing.assert_allclose(
+        chunked.scores, scores[["Edema", "Pneumothorax"]].to_numpy(), rtol=1e-5, atol=1e-6
+    )
     assert "| macro |" in (out / "report.md").read_text()

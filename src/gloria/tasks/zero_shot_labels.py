@@ -214,15 +214,24 @@ def run_label_zero_shot(
     seed: int = 0,
     batch_size: int = 32,
     cache: EmbeddingCache | None = None,
+    images_per_chunk: int = 512,
 ) -> LabelZeroShot:
-    """Embed the images, score every class on its own and evaluate (thresholds from the valid rows)."""
+    """Embed the images, score every class on its own and evaluate (thresholds from the valid rows).
+
+    Images are embedded and scored ``images_per_chunk`` at a time, so the region grids of a large set
+    (NIH, PadChest) are never all in memory at once.
+    """
     from gloria.tasks.embed import embed_images
     from gloria.tasks.zero_shot import encode_class_prompts
 
     pos, neg = prompts_for(data.class_names, positive, negative, scoring)
-    images = embed_images(model, data.paths, batch_size=batch_size, cache=cache, with_regions=True)
     prompts = encode_class_prompts(model, pos, neg)
-    scores = label_scores(images.features(), prompts, model.config.alignment, scoring).double().numpy()
+    parts = []
+    for start in range(0, len(data.paths), images_per_chunk):
+        chunk = data.paths[start : start + images_per_chunk]
+        images = embed_images(model, chunk, batch_size=batch_size, cache=cache, with_regions=True)
+        parts.append(label_scores(images.features(), prompts, model.config.alignment, scoring).double())
+    scores = torch.cat(parts).numpy()
     evaluation = evaluate_labels(
         scores, data.labels, data.class_names, valid=data.valid, rule=rule, n_boot=n_boot, seed=seed
     )
