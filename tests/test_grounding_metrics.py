@@ -188,6 +188,11 @@ def test_ground_command_on_boxes_and_masks(synth_root: Path, tmp_path: Path, tin
                 (entry["iou@0.3"]["value"] + entry["iou@0.5"]["value"]) / 2, abs=1e-9
             ) or math.isnan(entry["miou"]["value"])
         assert "| prior_class |" in (out / "report.md").read_text()
+        cats = res["per_category"]["random"]
+        assert sum(c["n"] for c in cats["categories"].values()) == res["n_cases"]
+        assert cats["category_mean"]["cnr"] == pytest.approx(
+            np.mean([c["cnr"] for c in cats["categories"].values()])
+        )
     with pytest.raises(ValueError, match="--readouts: unknown"):
         run_command(
             "ground",

@@ -98,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
     report.table(
         [{"method": m, **{k: v[k] for k in HEADLINE}, "n": v["n"]} for m, v in result["methods"].items()]
     )
+    for method, entry in result["per_category"].items():
+        report.heading(f"{method}: per category")
+        rows = [{"category": c, **v} for c, v in entry["categories"].items()]
+        report.table([*rows, {"category": "mean over categories", **entry["category_mean"], "n": ""}])
     json_path, md_path = report.write()
     log.info("wrote %s and %s", json_path, md_path)
     return 0

@@ -278,11 +278,13 @@ def score_map(heatmap: NDArray[np.floating], mask: NDArray[np.bool_], tolerance:
 @dataclass
 class GroundingOutput:
     """Mean metrics per method (readouts and baselines), per-case maps of the first few evaluated cases,
-    and every evaluated case's metrics per method (``per_case``, for bootstrap intervals)."""
+    and every evaluated case's metrics per method (``per_case``, for bootstrap intervals, in the order of
+    ``test_cases``)."""
 
     summary: dict[str, dict[str, float]]
     examples: list[tuple[GroundingCase, dict[str, NDArray[np.float32]]]]
     per_case: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    test_cases: list[GroundingCase] = field(default_factory=list)
 
 
 @torch.no_grad()
@@ -364,4 +366,4 @@ def evaluate_grounding(
         for m, rows in per_method.items()
     }
     log.info("grounding on %d held-out cases (%d fit the priors)", len(test), len(fit))
-    return GroundingOutput(summary, examples, dict(per_method))
+    return GroundingOutput(summary, examples, dict(per_method), test)

@@ -110,6 +110,24 @@ def summarise_cases(
     return out
 
 
+def per_category(per_case: dict[str, list[dict[str, float]]], labels: Sequence[str]) -> dict[str, Any]:
+    """Per method: the headline metrics' mean per category (``categories``, with the phrase count) and the
+    unweighted mean over categories (``category_mean``, the average MS-CXR papers report)."""
+    out: dict[str, Any] = {}
+    for method, rows in per_case.items():
+        table = pd.DataFrame(rows)[list(HEADLINE)].assign(category=list(labels))
+        means = table.groupby("category", sort=True)[list(HEADLINE)].mean()
+        counts = table["category"].value_counts()
+        out[method] = {
+            "categories": {
+                str(c): {**{k: float(v) for k, v in means.loc[c].items()}, "n": int(counts[c])}
+                for c in means.index
+            },
+            "category_mean": {k: float(means[k].mean()) for k in HEADLINE},
+        }
+    return out
+
+
 def run_grounding(
     model: Any,
     frame: pd.DataFrame,
@@ -142,7 +160,9 @@ def run_grounding(
         scorer=scorer,
     )
     methods = summarise_cases(result.per_case, n_boot=n_boot, seed=seed)
+    labels = [c.label for c in result.test_cases]
     return {
+        "per_category": per_category(result.per_case, labels),
         "n_cases": len(cases) if fit is not None else methods[next(iter(methods))]["n"],
         "n_fit": len(fit) if fit is not None else len(cases) - methods[next(iter(methods))]["n"],
         "prior_fit": "train split" if fit is not None else f"seeded {fit_fraction:g} of the cases",
