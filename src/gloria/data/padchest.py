@@ -8,6 +8,7 @@ import ast
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from gloria.data.csv_reports import require_columns
@@ -38,16 +39,22 @@ def read_padchest(csv_path: str | Path, *, min_count: int = 50) -> tuple[pd.Data
     require_columns(frame, COLUMNS, csv_path)
     labelled = frame["Labels"].notna()
     frame = frame[labelled].reset_index(drop=True)
-    parsed = [
-        parse_labels(c, where=f"{csv_path}: image {i}") for i, c in zip(frame["ImageID"], frame["Labels"])
-    ]
+    seen: dict[str, list[str]] = {}  # label lists repeat (e.g. "['normal']"): parse each text once
+    parsed = []
+    for image_id, cell in zip(frame["ImageID"], frame["Labels"]):
+        if cell not in seen:
+            seen[cell] = parse_labels(cell, where=f"{csv_path}: image {image_id}")
+        parsed.append(seen[cell])
     counts = Counter(label for labels in parsed for label in labels)
     chosen = sorted(label for label, n in counts.items() if n >= min_count)
     out = frame[["ImageID", "ImageDir", "PatientID", "Projection"]].copy()
     out["n_labels"] = [len(x) for x in parsed]
-    exploded = pd.Series(parsed, index=out.index).explode().dropna()
-    exploded = exploded[exploded.isin(chosen)]
-    hits = pd.crosstab(exploded.index, exploded).reindex(index=out.index, columns=chosen, fill_value=0)
-    out = pd.concat([out, (hits > 0).astype(int)], axis=1)
+    column = {label: k for k, label in enumerate(chosen)}
+    hits = np.zeros((len(out), len(chosen)), dtype=np.int64)
+    pairs = [(i, column[x]) for i, labels in enumerate(parsed) for x in labels if x in column]
+    if pairs:
+        rows, cols = zip(*pairs)
+        hits[list(rows), list(cols)] = 1
+    out = pd.concat([out, pd.DataFrame(hits, columns=chosen, index=out.index)], axis=1)
     out.attrs["dropped_unlabelled"] = int((~labelled).sum())
     return out, chosen
