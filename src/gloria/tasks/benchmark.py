@@ -269,7 +269,7 @@ def _rows(ev: Evaluation, result: Mapping[str, Any], data: Mapping[str, Any]) ->
                     "ours": values[metric],
                     "data": f"{data['file']} ({data['sha256'][:12]})",
                     "reference": "; ".join(r.text() for r in refs),
-                    "source": "; ".join(sorted({r.source for r in refs})),
+                    "source": "; ".join(sorted({part for r in refs for part in r.source.split("; ")})),
                 }
             )
     return rows
