@@ -87,7 +87,7 @@ def test_chexpert_5x200_then_training_split(tmp_path):
     assert not set(train["patient_id"]) & set(valid["patient_id"])
     assert run_cli(prepare, ["prepare", "chexpert", "--root", str(root), "--frontal-only"]) == 0
     summary = json.loads((root / "chexpert_summary.json").read_text())
-    assert summary["dropped"] == {"non_frontal": 10}  # laterals of the 10 candidates not drawn
+    assert summary["dropped"] == {"5x200_patients": 20, "non_frontal": 10}  # 10 drawn x 2 views; laterals
     assert summary["splits"]["test"]["rows"] == 1
     with pytest.raises(ValueError, match="use --split patient"):
         run_cli(prepare, ["prepare", "chexpert", "--root", str(root), "--split", "release"])

@@ -16,7 +16,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("chexpert", "chexpert5x200", "mimic", "rsna", "siim", "csv")
+SOURCES = (
+    "chexpert",
+    "chexpert5x200",
+    "chexpert-test",
+    "mimic",
+    "rsna",
+    "siim",
+    "nih",
+    "padchest",
+    "vindr",
+    "mscxr",
+    "csv",
+    "synthcxr",
+)
 
 
 def register(subparsers: Any) -> None:
@@ -30,10 +43,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: --root)")
     parser.add_argument(
         "--split",
-        choices=("release", "patient"),
+        choices=("release", "patient", "official"),
         default=None,
-        help="release: the 2021 release's split where defined; patient: seeded, by patient "
-        "(default: patient; mimic and a csv with --split-col: their own split)",
+        help="release: the 2021 release's split where defined; patient: seeded, by patient; official: nih's "
+        "train_val_list.txt / test_list.txt (default: patient; nih: official when both lists are in --root; "
+        "mimic and a csv with --split-col: their own split)",
     )
     parser.add_argument("--seed", type=int, default=None, help="seed (default 0; chexpert5x200: 6)")
     parser.add_argument(
@@ -68,7 +82,16 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--include-findings", action="store_true", help="mimic: findings + impression")
     parser.add_argument("--no-balance", action="store_true", help="siim: keep every training negative")
-    parser.add_argument("--csv", type=Path, default=None, help="csv: the file (default: <root>/reports.csv)")
+    parser.add_argument(
+        "--csv",
+        type=Path,
+        default=None,
+        help="csv: the file (default: <root>/reports.csv); chexpert-test: test_labels.csv; padchest: its "
+        "labels CSV; mscxr: MS_CXR_Local_Alignment_v1.0.0.csv (default: in --root)",
+    )
+    parser.add_argument(
+        "--min-count", type=int, default=50, help="padchest: images a label needs for a column"
+    )
     parser.add_argument("--path-col", default="Path", help="csv: image path column")
     parser.add_argument("--report-col", default="Report Impression", help="csv: report text column")
     parser.add_argument("--patient-col", default=None, help="csv: patient id column (default: the path)")
@@ -86,6 +109,15 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out or root
     if not root.is_dir():
         raise FileNotFoundError(f"--root {root} is not a folder")
+    if args.source == "synthcxr":  # the benchmark tables of a generated SynthCXR folder, written into it
+        from gloria.data.synth_benchmarks import write_synth_benchmarks
+
+        write_synth_benchmarks(root, seed=args.seed or 0)
+        return 0
+    if args.split == "official" and args.source != "nih":
+        raise ValueError(f"--split official is for nih only, not {args.source}")
+    if args.source in BENCHMARK_SOURCES:
+        return run_benchmark_source(args, root, out, args.seed or 0)
     seed = (
         args.seed if args.seed is not None else (prep.RELEASE_SEED if args.source == "chexpert5x200" else 0)
     )
@@ -149,4 +181,42 @@ def run(args: argparse.Namespace) -> int:
         prepared.frame.drop(columns="split").to_csv(target, index=False)
         log.info("wrote %s (seed %s, paths sha256 %s)", target, seed, prepared.extra["paths_sha256"])
     prep.write_prepared(prepared, out)
+    if args.source in ("rsna", "siim"):  # their boxes / masks as a grounding table (MS-CXR format)
+        from gloria.data import prepare_benchmarks as PB
+
+        table = PB.rsna_box_table(prepared) if args.source == "rsna" else PB.siim_mask_table(prepared)
+        PB.write_box_table(table, out, f"{args.source}_{'boxes' if args.source == 'rsna' else 'masks'}")
+    return 0
+
+
+BENCHMARK_SOURCES = ("chexpert-test", "nih", "padchest", "vindr", "mscxr")
+
+
+def run_benchmark_source(args: argparse.Namespace, root: Path, out: Path, seed: int) -> int:
+    """The benchmark data sets: split tables (and box tables) with their summaries and manifests."""
+    from gloria.data import prepare as prep
+    from gloria.data import prepare_benchmarks as PB
+
+    boxes = None
+    if args.source == "mscxr":
+        table = PB.prepare_ms_cxr(root, csv_path=args.csv)
+        missing = prep.missing_images(list(table["path"].drop_duplicates()))
+        if missing and not args.allow_missing_images:
+            raise FileNotFoundError(
+                f"{len(missing)} MS-CXR images are missing, first: {missing[:5]}; pass --allow-missing-images"
+            )
+        PB.write_box_table(table, out, "ms_cxr")
+        return 0
+    if args.source == "chexpert-test":
+        prepared = PB.prepare_chexpert_test(root, test_csv=args.csv)
+    elif args.source == "nih":
+        prepared, boxes = PB.prepare_nih(root, seed=seed, mode=args.split or "auto")
+    elif args.source == "padchest":
+        prepared = PB.prepare_padchest(root, seed=seed, csv_path=args.csv, min_count=args.min_count)
+    else:
+        prepared, boxes = PB.prepare_vindr(root, seed=seed)
+    prepared.extra["missing_images"] = prep.check_images(prepared, allow_missing=args.allow_missing_images)
+    prep.write_prepared(prepared, out)
+    if boxes is not None:
+        PB.write_box_table(boxes, out, f"{prepared.name}_boxes")
     return 0

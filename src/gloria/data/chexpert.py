@@ -119,23 +119,34 @@ def split_by_patient(
     valid_fraction: float = 0.1,
     seed: int = 0,
     exclude_studies: Iterable[str] = (),
+    exclude_patients: Iterable[str] = (),
 ) -> pd.DataFrame:
     """Copy of ``frame`` with ``patient_id`` and ``split`` (train/valid) columns, no patient in both.
 
-    Rows of the studies in ``exclude_studies`` (``patientNNNNN/studyM`` keys, e.g. the 5x200 set's) are
-    removed first, all views included.
+    Rows of the studies in ``exclude_studies`` (``patientNNNNN/studyM`` keys) and every row of the patients
+    in ``exclude_patients`` (``patientNNNNN``, e.g. the 5x200 set's, so no other study of theirs stays in
+    pretraining) are removed first, all views included. ``out.attrs["excluded_rows"]`` counts them.
     """
     if not 0.0 < valid_fraction < 1.0:
         raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
     out = frame.copy()
     out["patient_id"] = [patient_id(p) for p in out["Path"]]
-    excluded = set(exclude_studies)
-    if excluded:
-        keep = ~pd.Series([study_key(p) in excluded for p in out["Path"]], index=out.index)
-        log.info("removing %d rows of %d excluded studies", int((~keep).sum()), len(excluded))
-        out = out[keep]
+    studies, patients = set(exclude_studies), set(exclude_patients)
+    keep = ~out["patient_id"].isin(patients)
+    if studies:
+        keep &= ~pd.Series([study_key(p) in studies for p in out["Path"]], index=out.index)
+    removed = int((~keep).sum())
+    if studies or patients:
+        log.info(
+            "removing %d rows of %d excluded studies and %d excluded patients",
+            removed,
+            len(studies),
+            len(patients),
+        )
+    out = out[keep].copy()
     fractions = {"train": 1.0 - valid_fraction, "valid": valid_fraction}
     out["split"] = assign_patient_splits(out, "patient_id", fractions, seed=seed)
+    out.attrs["excluded_rows"] = removed
     return out
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gloria.data.chexpert import COMPETITION_TASKS, select_5x200_candidates, study_key
+from gloria.data.chexpert import COMPETITION_TASKS, patient_id, select_5x200_candidates, study_key
 from gloria.data.csv_reports import normalise_report, require_columns
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,11 @@ class FiveBy200:
     def studies(self) -> set[str]:
         """``patientNNNNN/studyM`` keys of the drawn images (remove all their views from training)."""
         return {study_key(p) for p in self.frame["Path"]}
+
+    @property
+    def patients(self) -> set[str]:
+        """``patientNNNNN`` ids of the drawn images: every study of theirs leaves pretraining (no leak)."""
+        return {patient_id(p) for p in self.frame["Path"]}
 
 
 def paths_checksum(paths: pd.Series) -> str:

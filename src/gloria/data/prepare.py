@@ -95,7 +95,11 @@ def prepare_chexpert(
     valid_fraction: float = 0.1,
     frontal: bool = False,
 ) -> Prepared:
-    """train.csv split by patient into train/valid (5x200 studies removed), Stanford's valid.csv as test.
+    """train.csv split by patient into train/valid, Stanford's valid.csv as test.
+
+    Every row of every patient of the 5x200 set (``exclude_5x200``) leaves train and valid, not only the
+    drawn studies: other studies of the same patients would leak into the zero-shot number. The summary
+    says how many rows left (``dropped["5x200_patients"]``).
 
     With ``reports``, rows without a report are dropped (``no_report``); ``frontal`` drops lateral views.
     """
@@ -105,17 +109,20 @@ def prepare_chexpert(
             "use --split patient"
         )
     train = chexpert.read_chexpert_csv(root / "train.csv")
-    studies = read_5x200_csv(exclude_5x200).studies if exclude_5x200 else set()
+    drawn = read_5x200_csv(exclude_5x200) if exclude_5x200 else None
+    studies = drawn.studies if drawn else set()
+    patients = drawn.patients if drawn else set()
     frame = chexpert.split_by_patient(
-        train, valid_fraction=valid_fraction, seed=seed, exclude_studies=studies
+        train, valid_fraction=valid_fraction, seed=seed, exclude_studies=studies, exclude_patients=patients
     )
+    excluded_rows = int(frame.attrs.get("excluded_rows", 0))
     if (root / "valid.csv").is_file():
         test = chexpert.read_chexpert_csv(root / "valid.csv")
         test["patient_id"] = [chexpert.patient_id(p) for p in test["Path"]]
         frame = pd.concat([frame, test.assign(split="test")], ignore_index=True)
     frame["path"] = [str(chexpert.image_path(root, p)) for p in frame["Path"]]
     frame["view"] = frame["Frontal/Lateral"]
-    dropped: dict[str, int] = {}
+    dropped: dict[str, int] = {"5x200_patients": excluded_rows}
     if frontal:
         kept = chexpert.frontal_only(frame)
         dropped["non_frontal"] = len(frame) - len(kept)
@@ -132,7 +139,11 @@ def prepare_chexpert(
         "Path",
         chexpert.CHEXPERT_LABELS,
         dropped=dropped,
-        extra={"excluded_5x200_studies": len(studies), "seed": seed},
+        extra={
+            "excluded_5x200_studies": len(studies),
+            "excluded_5x200_patients": len(patients),
+            "seed": seed,
+        },
     )
 
 

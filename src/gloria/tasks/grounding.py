@@ -10,8 +10,8 @@ import json
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -280,10 +280,14 @@ def score_map(heatmap: NDArray[np.floating], mask: NDArray[np.bool_], tolerance:
 
 @dataclass
 class GroundingOutput:
-    """Mean metrics per method (readouts and baselines), per-case maps of the first few evaluated cases."""
+    """Mean metrics per method (readouts and baselines), per-case maps of the first few evaluated cases,
+    and every evaluated case's metrics per method (``per_case``, for bootstrap intervals, in the order of
+    ``test_cases``)."""
 
     summary: dict[str, dict[str, float]]
     examples: list[tuple[GroundingCase, dict[str, NDArray[np.float32]]]]
+    per_case: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    test_cases: list[GroundingCase] = field(default_factory=list)
 
 
 @torch.no_grad()
@@ -297,23 +301,32 @@ def evaluate_grounding(
     n_examples: int = 4,
     batch_size: int = 32,
     progress: bool = True,
+    fit_cases: Sequence[GroundingCase] | None = None,
+    scorer: Callable[[NDArray[np.floating], NDArray[np.bool_], int], dict[str, float]] = score_map,
 ) -> GroundingOutput:
     """Compare model readouts with image-blind baselines on held-out cases.
 
     A seeded ``fit_fraction`` of the cases fits the location priors; all methods are scored on the rest.
+    With ``fit_cases`` (e.g. the training boxes) those fit the priors and every case of ``cases`` is scored.
+    ``scorer(map, mask, tolerance)`` gives a case's metrics (default :func:`score_map`).
     The phrase map averages the maps of the words naming the finding (all real words when none match).
     ``pointing_tol`` dilates the truth by one region's size in original pixels.
     """
     from gloria.tasks.embed import embed_images, embed_texts
     from gloria.viz.maps import geometry_for, to_original
 
-    if len(cases) < 2:
-        raise ValueError(f"grounding evaluation needs at least 2 cases, got {len(cases)}")
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(cases))
-    n_fit = min(max(1, round(fit_fraction * len(cases))), len(cases) - 1)
-    fit = [cases[i] for i in order[:n_fit]]
-    test = [cases[i] for i in sorted(order[n_fit:])]
+    if fit_cases is not None:
+        if not fit_cases or not cases:
+            raise ValueError(f"grounding needs fit and test cases, got {len(fit_cases)} and {len(cases)}")
+        fit, test = list(fit_cases), list(cases)
+    else:
+        if len(cases) < 2:
+            raise ValueError(f"grounding evaluation needs at least 2 cases, got {len(cases)}")
+        order = rng.permutation(len(cases))
+        n_fit = min(max(1, round(fit_fraction * len(cases))), len(cases) - 1)
+        fit = [cases[i] for i in order[:n_fit]]
+        test = [cases[i] for i in sorted(order[n_fit:])]
     prior = LocationPrior().fit((c.label, [], c.mask) for c in fit)
     prior_words = LocationPrior(use_words=True).fit((c.label, c.location_words, c.mask) for c in fit)
     images = embed_images(
@@ -349,7 +362,7 @@ def evaluate_grounding(
         maps["prior_class"] = prior.predict(case.label, [], H, W)
         maps["prior_class_side_level"] = prior_words.predict(case.label, case.location_words, H, W)
         for method, heat in maps.items():
-            per_method[method].append(score_map(heat, case.mask, tol))
+            per_method[method].append(scorer(heat, case.mask, tol))
         if len(examples) < n_examples:
             examples.append((case, maps))
     summary = {
@@ -357,4 +370,4 @@ def evaluate_grounding(
         for m, rows in per_method.items()
     }
     log.info("grounding on %d held-out cases (%d fit the priors)", len(test), len(fit))
-    return GroundingOutput(summary, examples)
+    return GroundingOutput(summary, examples, dict(per_method), test)

@@ -1,0 +1,93 @@
+"""``gloria benchmark`` runs the shipped SynthCXR suite end to end on a tiny model (every benchmark kind)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gloria.data.manifest import file_sha256
+from gloria.data.synth import SynthConfig, generate
+from gloria.tasks.benchmark import load_suite
+from support.eval_cli import run_command, write_model_dir
+
+SUITE = Path(__file__).resolve().parents[1] / "configs" / "benchmarks" / "synthcxr.yaml"
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth_suite")
+    generate(out, 200, seed=5, config=SynthConfig(size=64), progress=False)
+    assert run_command("prepare", ["prepare", "synthcxr", "--root", str(out)]) == 0
+    return out
+
+
+def test_synthcxr_suite_runs_every_benchmark(synth_root: Path, tmp_path: Path, tiny_model) -> None:
+    model = write_model_dir(tiny_model, tmp_path / "model")
+    out = tmp_path / "bench"
+    argv = ["benchmark", "--model", str(model), "--suite", str(SUITE), "--root", str(synth_root)]
+    argv += ["--out", str(out), "--n-boot", "20", "--cache", str(tmp_path / "cache")]
+    assert run_command("benchmark", argv) == 0
+    res = json.loads((out / "benchmark.json").read_text())
+    names = [e.name for e in load_suite(SUITE, synth_root).evaluations]
+    assert list(res["evaluations"]) == names and len(names) == 8
+    for name, entry in res["evaluations"].items():
+        assert entry["data"]["sha256"] == file_sha256(entry["data"]["file"]), name
+        assert any(r["benchmark"] == name for r in res["rows"]), name
+    rows = {(r["benchmark"], r["method"], r["metric"]): r for r in res["rows"]}
+    auroc = rows[("synth_multilabel", "macro", "auroc")]
+    assert auroc["reference"] == "GLoRIA 0.75; CheXzero 0.889; KAD 0.905" and "KAD" in auroc["source"]
+    assert 0.0 <= auroc["ours"]["low"] <= auroc["ours"]["value"] <= auroc["ours"]["high"] <= 1.0
+    assert rows[("synth_ms_cxr", "two_stage", "cnr")]["reference"].startswith("GLoRIA 0.93")
+    assert rows[("synth_ms_cxr", "prior_class", "cnr")]["reference"] == ""  # baselines get no reference
+    assert {"random", "prior_class", "prior_class_side_level"} <= set(
+        res["evaluations"]["synth_rsna_boxes"]["result"]["methods"]
+    )
+    assert res["evaluations"]["synth_5x200_legacy"]["result"]["legacy"] is True
+    assert res["evaluations"]["synth_siim_binary"]["result"]["scoring"] == "positive"
+    assert res["environment"]["torch"] and res["environment"]["threads"] >= 1
+    md = (out / "benchmark.md").read_text()
+    assert "| synth_rsna_binary | macro | auroc |" in md and "Wu et al. 2023" in md
+    # the multi-class entry is today's `gloria zero-shot`, unchanged
+    zs = tmp_path / "zs"
+    csv = synth_root / "CheXpert-v1.0" / "chexpert_5x200.csv"
+    argv = ["zero-shot", "--model", str(model), "--data", str(csv), "--out", str(zs), "--n-boot", "20"]
+    assert run_command("zero_shot", [*argv, "--cache", str(tmp_path / "cache")]) == 0
+    single = json.loads((zs / "results.json").read_text())["zero_shot"]
+    assert single["accuracy"] == res["evaluations"]["synth_5x200"]["result"]["accuracy"]
+
+
+def test_valid_data_joins_a_separate_validation_csv(synth_root: Path, tmp_path: Path, tiny_model) -> None:
+    import pandas as pd
+
+    from gloria.tasks.benchmark import run_suite
+
+    rows = pd.read_csv(synth_root / "synth_rsna_binary.csv")
+    rows[rows["split"] == "valid"].to_csv(synth_root / "bin_valid.csv", index=False)
+    rows[rows["split"] == "test"].drop(columns="split").to_csv(synth_root / "bin_test.csv", index=False)
+    suite_file = tmp_path / "suite.yaml"
+    prompts = SUITE.parent / "synthcxr_prompts.yaml"
+    suite_file.write_text(
+        "n_boot: 5\nevaluations:\n  - {name: b, kind: zero_shot_labels, data: bin_test.csv, "
+        f"valid_data: bin_valid.csv, prompts: {prompts}, classes: [Pneumonia]}}\n"
+    )
+    result = run_suite(tiny_model, load_suite(suite_file, synth_root))["evaluations"]["b"]
+    assert result["result"]["n_valid"] == int((rows["split"] == "valid").sum())
+    assert result["result"]["n_test"] == int((rows["split"] == "test").sum())
+    assert result["data"]["valid_data"]["sha256"] == file_sha256(synth_root / "bin_valid.csv")
+
+
+def test_suite_errors_name_the_entry(tmp_path: Path) -> None:
+    real = load_suite(SUITE.parent / "real.yaml", tmp_path)  # the shipped real-data suite is well formed
+    assert len(real.evaluations) == 9 and all(str(e.data).startswith(str(tmp_path)) for e in real.evaluations)
+    bad = tmp_path / "suite.yaml"
+    bad.write_text("evaluations:\n  - {name: a, kind: nope, data: x.csv}\n")
+    with pytest.raises(ValueError, match=r"evaluation 1 \(a\): kind 'nope' is not one of"):
+        load_suite(bad)
+    bad.write_text("evaluations:\n  - {name: a, kind: grounding, data: x.csv, reference: made_up}\n")
+    with pytest.raises(ValueError, match="unknown reference 'made_up'"):
+        load_suite(bad)
+    bad.write_text("evaluations:\n  - {name: a, kind: grounding, data: x.csv, prompts: p.yaml}\n")
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['prompts'\] for grounding"):
+        load_suite(bad)
