@@ -3,7 +3,7 @@
 The reference has the release's structure: one text at a time, its words repeated over the batch, two
 batched matmuls per text. Reports time (wall and CPU), values/gradient agreement, GFLOP/s next to a measured
 matmul peak, memory saved for backward (exact, via saved-tensor hooks) and peak RSS growth, scaling over B,
-the recompute option and a bfloat16 run. Writes bench/results/loss.json.
+the recompute option and a bfloat16 run. Writes bench/results/loss_threads<N>.json (N = --threads).
 
     python bench/bench_loss.py [--quick] [--threads 2] [--reps 3] [--out PATH]
 """
@@ -27,7 +27,7 @@ from gloria.alignment.local import DEFAULT_BLOCK_ELEMENTS, local_scores, plan_te
 from gloria.alignment.losses import global_loss_terms
 from gloria.config import AlignmentConfig
 
-OUT = Path(__file__).resolve().parent / "results" / "loss.json"
+RESULTS = Path(__file__).resolve().parent / "results"
 D, H, W, T = 768, 19, 19, 97
 CFG = AlignmentConfig()
 
@@ -188,9 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="B=16,48 only in the scaling rows")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reps", type=int, default=3, help="timed runs of each side at B=48 (interleaved)")
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--out", type=Path, default=None, help="default: bench/results/loss_threads<N>.json")
     args = parser.parse_args(argv)
     meta = provenance.start(args.threads)
+    out = args.out or RESULTS / f"loss_threads{args.threads}.json"
     reps = 1 if args.quick else 2  # scaling rows: best of ``reps`` (ours only)
     sizes = [16, 48] if args.quick else [16, 32, 48, 64, 96, 128]
     peak = matmul_peak_gflops()
@@ -299,8 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "release_scale": release,
         "rows": scaling,
     }
-    provenance.write(args.out, result, meta)
-    print(f"wrote {args.out}")
+    provenance.write(out, result, meta)
+    print(f"wrote {out}")
     return 0
 
 
