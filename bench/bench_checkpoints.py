@@ -58,7 +58,7 @@ def _measure(kind: str, path: str, text_dir: str, queue: Any) -> None:
     start = time.perf_counter()
     if kind == "release_torch_load_full":  # how the release read it (runs any code in the file)
         torch.load(path, map_location="cpu", weights_only=False)
-    elif kind == "release_safe_read":
+    elif kind in ("release_safe_read", "release_weights_only_safe_read"):
         read_release_checkpoint(path)
     elif kind == "converted_read":  # lazy: safetensors maps the file, pages are read when first touched
         read_converted(Path(path))
@@ -122,10 +122,8 @@ def bert_base_estimate(
         "bert_base_params": bert_params,
         "converted_bytes": int(measured["converted_bytes"] * scale),
         "release_bytes_with_adam": int(measured["release_bytes"] * scale),
-        "release_weights_only_safe_read_seconds": measured["release_weights_only_safe_read"]["seconds_median"]
-        * scale,
-        "converted_read_materialised_seconds": measured["converted_read_materialised"]["seconds_median"]
-        * scale,
+        "release_weights_only_safe_read_seconds": median("release_weights_only_safe_read") * scale,
+        "converted_read_materialised_seconds": median("converted_read_materialised") * scale,
         "note": "linear in parameter count; model construction time (BERT-base ~ seconds) not included",
     }
 
