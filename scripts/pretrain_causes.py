@@ -11,7 +11,8 @@ removed, the ``Split`` column's train rows) are read, and three things are measu
    for each batch, the share of its off-diagonal pairs (i != j) that are in fact the same text -- the cleaned
    whole impression (``data.full_report: true``, the demo) or one sentence drawn per pair (the release) --
    or the same labels (the 14 CheXpert label values as written, or the same set of present findings), and
-   the share of rows that have at least one such pair in their batch.
+   the share of rows that have at least one such pair in their batch, and for identical texts the floor they
+   put under the image->text loss (log(1 + m) for a row with m copies of its text), over its chance level.
 2. **One sentence vs the whole impression.** Over the training reports with at least one finding: how often
    a drawn sentence names none of the image's findings (it says only what is absent, or nothing), and how
    often it names all of them.
@@ -81,9 +82,14 @@ def in_batch_false_negatives(
     keys: Sequence[Any], batch: int, epochs: int, rng: np.random.Generator
 ) -> dict[str, float]:
     """Share of off-diagonal in-batch pairs with equal keys, and of rows with at least one, over
-    ``epochs`` seeded shuffles cut into consecutive batches (the last partial batch dropped)."""
+    ``epochs`` seeded shuffles cut into consecutive batches (the last partial batch dropped).
+
+    ``loss_floor_over_chance``: where the keys are the texts, a row whose text appears m more times in its
+    batch has m negatives with exactly its positive's text embedding, so its image->text cross-entropy cannot
+    go below log(1 + m); the mean of that floor over rows, over the chance level log(batch)."""
     codes = pd.factorize(pd.Series([repr(k) for k in keys]))[0]
     pairs = rows = pair_total = row_total = 0
+    floor = 0.0
     for _ in range(epochs):
         order = rng.permutation(len(codes))
         for start in range(0, len(order) - batch + 1, batch):
@@ -92,6 +98,7 @@ def in_batch_false_negatives(
             np.fill_diagonal(same, False)
             pairs += int(same.sum())
             rows += int(same.any(axis=1).sum())
+            floor += float(np.log1p(same.sum(axis=1)).sum())
             pair_total += batch * (batch - 1)
             row_total += batch
     counts = np.bincount(codes)
@@ -99,6 +106,7 @@ def in_batch_false_negatives(
     return {
         "pair_share": pairs / pair_total,
         "row_share_with_one_or_more": rows / row_total,
+        "loss_floor_over_chance": floor / row_total / math.log(batch),
         "pair_share_expected": float((counts * (counts - 1)).sum() / (n * (n - 1))),
         "distinct": len(counts),
         "largest_group_share": float(counts.max() / n),
@@ -110,6 +118,7 @@ def sampled_sentence_false_negatives(
 ) -> dict[str, float]:
     """As :func:`in_batch_false_negatives`, with one sentence drawn per pair and access (the release)."""
     pairs = rows = pair_total = row_total = 0
+    floor = 0.0
     for _ in range(epochs):
         order = rng.permutation(len(sentences))
         for start in range(0, len(order) - batch + 1, batch):
@@ -119,9 +128,14 @@ def sampled_sentence_false_negatives(
             np.fill_diagonal(same, False)
             pairs += int(same.sum())
             rows += int(same.any(axis=1).sum())
+            floor += float(np.log1p(same.sum(axis=1)).sum())
             pair_total += batch * (batch - 1)
             row_total += batch
-    return {"pair_share": pairs / pair_total, "row_share_with_one_or_more": rows / row_total}
+    return {
+        "pair_share": pairs / pair_total,
+        "row_share_with_one_or_more": rows / row_total,
+        "loss_floor_over_chance": floor / row_total / math.log(batch),
+    }
 
 
 def names_finding(sentence: str, case: dict[str, Any], index: int) -> bool:
