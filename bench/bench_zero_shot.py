@@ -6,7 +6,7 @@ log-sum-exp (the default formula of method.md 5, written as the release's loop o
 ``gloria.tasks.zero_shot.zero_shot_scores`` (batched, chunked local scores). Both must give the same class
 scores. Each side runs in a fresh process: time and peak RSS above the inputs (``ru_maxrss``).
 Also: end-to-end images/s on CPU with the tiny preset (read PNG, preprocess, encode, score).
-Writes bench/results/zero_shot_threads<N>.json (N = --threads).
+Writes bench/results/zero_shot[_quick]_threads<N>.json (N = --threads).
 
     python bench/bench_zero_shot.py [--quick] [--threads 2] [--reps 3] [--out PATH]
 """
@@ -168,10 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="100 images instead of 1,000")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each side")
     parser.add_argument("--reps", type=int, default=3, help="reference/ours pairs, run alternately")
-    parser.add_argument("--out", type=Path, default=None, help="default: results/zero_shot_threads<N>.json")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default: by mode, threads)")
     args = parser.parse_args(argv)
     meta = provenance.start(args.threads, root=ROOT)
-    out = args.out or RESULTS / f"zero_shot_threads{args.threads}.json"
+    out = args.out or RESULTS / f"zero_shot{'_quick' if args.quick else ''}_threads{args.threads}.json"
     n = 100 if args.quick else 1000
     refs, ours_runs = [], []
     for _ in range(args.reps):  # alternate, so machine load falls on both sides alike
