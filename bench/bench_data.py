@@ -11,7 +11,6 @@ Prints a table and writes bench/results/data.json.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import tempfile
 import time
@@ -27,6 +26,7 @@ import torch
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
+from gloria import provenance
 from gloria.config import ImageTransformConfig
 from gloria.data.cache import ImageCache, resize_longer_side
 from gloria.data.images import read_image
@@ -114,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
+    meta = provenance.start(1)
     logging.basicConfig(level=logging.WARNING)
     n = 40 if args.quick else 200
     torch.set_num_threads(1)
@@ -169,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cached_equals_decoded": same,
         "target": "cached >= 5x faster than decoding",
     }
-    (RESULTS / "data.json").write_text(json.dumps(result, indent=2) + "\n")
+    provenance.write(RESULTS / "data.json", result, meta)
     return 0
 
 

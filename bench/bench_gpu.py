@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gloria import provenance
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -130,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("bench_gpu: no CUDA device here; nothing measured, nothing written", flush=True)
         return 0
+    meta = provenance.start(None)
     torch.backends.cuda.matmul.allow_tf32 = False  # float32 numbers comparable with the CPU benchmarks
     reps = 3 if args.quick else 10
     loss_rows = bench_loss([48] if args.quick else [48, 96, 192], reps)
@@ -146,8 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             **{f"train {r['precision']}": r for r in train_rows},
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    provenance.write(args.out, result, meta)
     print(f"wrote {args.out}", flush=True)
     return 0
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import logging
 import tempfile
 import time
@@ -28,6 +27,7 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
+from gloria import provenance
 from gloria.config import ImageTransformConfig
 from gloria.data.dicom import read_dicom
 from gloria.data.images import read_image
@@ -114,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer images and repeats (seconds)")
     args = parser.parse_args(argv)
+    meta = provenance.start(1)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
     repeats = 2 if args.quick else 5
@@ -171,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rows": rows,
         "picture": picture.name,
     }
-    (RESULTS / "preprocess.json").write_text(json.dumps(payload, indent=2) + "\n")
+    provenance.write(RESULTS / "preprocess.json", payload, meta)
     print(f"wrote {RESULTS / 'preprocess.json'} and {picture}")
     return 0
 

@@ -10,7 +10,6 @@ give the same P@1/5/10/100; each runs in a fresh process (time, peak RSS above t
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import resource
 import sys
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from gloria import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -103,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 (global) and 40 (local) instead")
     args = parser.parse_args(argv)
+    meta = provenance.start(2)
     settings = [("global", 2000 if args.quick else 10000, 500), ("local", 40 if args.quick else 150, 16)]
     results: dict[str, Any] = {"quick": args.quick, "threads": 2, "ks": list(KS)}
     print(f"{'similarity':10s} {'N x N':>13s} {'method':22s} {'seconds':>8s} {'peak MiB':>9s}  P@K")
@@ -126,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
     results["rows"] = rows_of(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "retrieval.json").write_text(json.dumps(results, indent=2) + "\n")
+    provenance.write(RESULTS / "retrieval.json", results, meta)
     return 0
 
 

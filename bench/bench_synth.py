@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import platform
 import resource
@@ -25,6 +24,7 @@ from typing import Any
 
 import cv2
 
+from gloria import provenance
 from gloria.data.synth import SynthConfig, generate, make_case
 from gloria.data.synth.records import case_record
 from gloria.data.synth.writers import write_case_files
@@ -57,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer images (about 30 s)")
     args = parser.parse_args(argv)
+    meta = provenance.start(None)
     cv2.setNumThreads(1)
     count = 40 if args.quick else 200
     demo_n = 600 if args.quick else 3000
@@ -137,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rows": rows,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "synth.json").write_text(json.dumps(result, indent=2) + "\n")
+    provenance.write(RESULTS / "synth.json", result, meta)
     print(f"{'what':<70} {'ms/img':>8} {'img/s':>8} {'ratio':>7} {'MiB':>7}")
     for row in rows:
         ratio = row["ratio_vs_reference"]

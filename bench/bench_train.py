@@ -13,7 +13,6 @@ Prints a table and writes bench/results/train.json.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import sys
 import time
@@ -23,6 +22,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from gloria import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -206,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps, smaller release-size batch")
     args = parser.parse_args(argv)
+    meta = provenance.start(1)
     steps = 2 if args.quick else 3
     release_batch = 4 if args.quick else 8
     train = [
@@ -249,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "train.json").write_text(json.dumps(out, indent=2))
+    provenance.write(RESULTS / "train.json", out, meta)
     return 0
 
 

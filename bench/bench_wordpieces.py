@@ -10,7 +10,6 @@ Ours: ``gloria.encoders.wordpieces.WordPieceAggregator``. Both on [B, L, T, H] =
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import random
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 from transformers import BertTokenizer
 
+from gloria import provenance
 from gloria.encoders.text import resolve_vocab_file
 from gloria.encoders.wordpieces import WordPieceAggregator
 
@@ -160,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="B=8 and fewer repeats (seconds)")
     args = parser.parse_args(argv)
+    meta = provenance.start(1)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
     B, L, T, H = (8 if args.quick else 48), 4, 97, 768
@@ -212,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"speedup x{result['speedup']}; max|diff| f32 {max_abs:.2e}, f64 {max_abs64:.2e}")
     print(f"word strings equal: {words_equal}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "wordpieces.json").write_text(json.dumps(result, indent=2) + "\n")
+    provenance.write(RESULTS / "wordpieces.json", result, meta)
     return 0 if words_equal and max_abs64 < 1e-10 else 1
 
 

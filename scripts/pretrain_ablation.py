@@ -10,7 +10,9 @@ accuracy on the 5x200-style set, image-to-text P@5 (global cosine and global + l
 at 1% and 100% of the labels, and the pointing game of the two-stage attention maps on held-out findings.
 The table goes to ``--write`` (docs/ablations.md) with the pretraining time and last training loss next to
 its chance level; ``<out>/ablation.json`` keeps every number, and a later call with the same data and base
-settings reuses the variants measured there (so the table can be completed in several calls).
+settings reuses the variants measured there (so the table can be completed in several calls). The numbers
+of the table are also written beside it, with the provenance record (commit, torch, threads, load average),
+to ``docs/data/<name of --write>.json`` (``--data``), the file the docs cite.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 import torch
 
+from gloria import provenance
 from gloria.demo import stages as S
 from gloria.demo.run import DemoRun
 from gloria.demo.settings import SIZES, DemoSettings
@@ -260,10 +263,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", default="runs/ablation")
     parser.add_argument("--write", default="docs/ablations.md")
+    parser.add_argument("--data", default=None, help="table JSON (docs/data/<--write stem>.json)")
     args = parser.parse_args(argv)
+    meta = provenance.start(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     command = "python scripts/pretrain_ablation.py " + " ".join(sys.argv[1:] if argv is None else argv)
     # the ablation's own schedule (4 epochs, x --epochs-scale), kept apart from the demo's current default
@@ -291,7 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     largest, same_class = chance_levels(data_run.eval_set.tasks)
     chance = {"zero_shot": largest, "retrieval": same_class}
     write_markdown(ordered, Path(args.write), command.strip(), base, args.seed, chance)
-    log.info("wrote %s", args.write)
+    data = Path(args.data) if args.data else Path("docs") / "data" / f"{Path(args.write).stem}.json"
+    record = {"base": base.to_dict(), "seed": args.seed, "chance": chance, "rows": ordered}
+    provenance.write(data, record, {**meta, "command": command.strip()})
+    log.info("wrote %s and %s", args.write, data)
     return 0
 
 

@@ -46,7 +46,7 @@ def test_synthcxr_suite_runs_every_benchmark(synth_root: Path, tmp_path: Path, t
     )
     assert res["evaluations"]["synth_5x200_legacy"]["result"]["legacy"] is True
     assert res["evaluations"]["synth_siim_binary"]["result"]["scoring"] == "positive"
-    assert res["environment"]["torch"] and res["environment"]["threads"] >= 1
+    assert res["environment"]["torch"] and res["environment"]["torch_threads"] >= 1
     md = (out / "benchmark.md").read_text()
     assert "| synth_rsna_binary | macro | auroc |" in md and "Wu et al. 2023" in md
     # the multi-class entry is today's `gloria zero-shot`, unchanged

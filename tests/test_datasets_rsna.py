@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+
+import numpy as np
 import pytest
 
 from gloria.data.records import boxes_from_json
@@ -13,6 +16,13 @@ from gloria.data.rsna import (
     release_split,
 )
 from support.dataset_fixtures import real_metadata, rsna_patient_id, write_rsna
+
+# The release split of the real stage-2 labels (26,684 patients): sha256 of each split's sorted patient ids.
+PINNED_RELEASE_SPLIT_SHA256 = {
+    "train": "fdea2323542c4f7d18037fade8faa8c4610d30600401db8b601f7b5559e64e4c",
+    "valid": "6279287fa3e3d1e3099bc878440f5f2deb158ae6e58e3c93960f616fd39884f0",
+    "test": "00eda73bce215e4b1dfd37b4eb6f7ea42e5753b33c64fbbb6f7587279129d598",
+}
 
 
 def test_group_sorted_with_boxes(tmp_path):
@@ -47,6 +57,27 @@ def test_release_split_on_real_labels():
     assert int(grouped["Target"].sum()) == 6012
     split = release_split(grouped)
     assert split.value_counts().to_dict() == {"train": 18678, "test": 4003, "valid": 4003}
+    # Which patients, from the definition: scikit-learn's shuffle split draws one RandomState(0) permutation;
+    # its first ceil(0.3 n) rows are held out, the rest train; the held-out rows, in that order, are split
+    # again with RandomState(0): first ceil(n/2) valid (the second return value), the rest test.
+    ids = grouped["patientId"].to_numpy()
+    perm = np.random.RandomState(0).permutation(len(ids))
+    n_held = int(np.ceil(0.30 * len(ids)))
+    held = perm[:n_held]
+    perm2 = np.random.RandomState(0).permutation(n_held)
+    n_valid = int(np.ceil(0.5 * n_held))
+    expected = {"train": perm[n_held:], "valid": held[perm2[:n_valid]], "test": held[perm2[n_valid:]]}
+    for name, rows in expected.items():
+        assert sorted(ids[rows]) == sorted(grouped.loc[split == name, "patientId"]), name
+    # Pinned: sha256 of the sorted patient ids of each split (newline-joined), and two patients by name.
+    digests = {
+        name: hashlib.sha256("\n".join(sorted(grouped.loc[split == name, "patientId"])).encode()).hexdigest()
+        for name in ("train", "valid", "test")
+    }
+    assert digests == PINNED_RELEASE_SPLIT_SHA256
+    by_id = dict(zip(grouped["patientId"], split))
+    assert by_id["0004cfab-14fd-4e49-80ba-63a80b6bddd6"] == "train"
+    assert by_id["0022995a-45eb-4cfa-9a59-cd15f5196c64"] == "test"
     ours = patient_split(grouped, seed=0)
     assert ours.value_counts().to_dict() == {"train": 18678, "test": 4003, "valid": 4003}
     assert (ours != split).any()

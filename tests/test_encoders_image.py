@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from gloria.config import ImageEncoderConfig
-from gloria.encoders.image import ImageEncoder, InputResize
+from gloria.encoders.image import ImageEncoder, InputResize, imagenet_weights_path
 
 # backbone -> (stride-16 channels C3, pooled channels C4)
 DIMS = {"resnet18": (256, 512), "resnet34": (256, 512), "resnet50": (1024, 2048), "densenet121": (1024, 1024)}
@@ -85,21 +85,28 @@ def test_imagenet_init_offline_error(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_imagenet_init_reads_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A file in torch's cache is what gets loaded (no network): write one and read it back."""
+    """A file in torch's cache is what gets loaded (no network): write one and read it back through
+    torchvision's own cache lookup (``TORCH_HOME``), nothing of the loading path replaced."""
     import torchvision
 
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"tried to download {args[:1]}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    torch.manual_seed(1234)
     reference = torchvision.models.resnet18()
     target = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     target.parent.mkdir(parents=True)
     torch.save(reference.state_dict(), target)
-    monkeypatch.setattr(
-        torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
-        "get_state_dict",
-        lambda *a, **k: torch.load(target),
-    )
+    assert imagenet_weights_path("resnet18") == target
+    torch.manual_seed(0)  # a fresh random trunk would differ from the file's weights
     enc = ImageEncoder(ImageEncoderConfig(backbone="resnet18", imagenet_init=True), embed_dim=8)
-    torch.testing.assert_close(enc.model.conv1.weight, reference.conv1.weight)
+    loaded = enc.model.state_dict()
+    for key, value in reference.state_dict().items():
+        if not key.startswith("fc."):  # the classifier head is replaced by Identity
+            torch.testing.assert_close(loaded[key], value, rtol=0, atol=0, msg=key)
 
 
 @pytest.mark.parametrize("shape", [(3, 64, 64), (2, 1, 64, 64), (2, 4, 64, 64)])

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -33,36 +31,13 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def environment() -> dict[str, Any]:
-    """Commit (when run from a git checkout), torch version, threads and load average of this run."""
-    import torch
-
-    import gloria
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(gloria.__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        commit = ""
-    return {
-        "commit": commit or None,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
-
-
 def run(args: argparse.Namespace) -> int:
+    from gloria import provenance
     from gloria.tasks import embed as E
     from gloria.tasks.benchmark import load_suite, run_suite
     from gloria.tasks.report import Report
 
+    environment = provenance.start(root=Path(__file__).parent)  # commit, torch, threads, load average
     suite = load_suite(args.suite, args.root)
     if args.n_boot is not None:
         suite.n_boot = args.n_boot
@@ -73,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     only = [n.strip() for n in args.only.split(",") if n.strip()]
     result = run_suite(model, suite, cache=cache, only=only)
     report = Report("Benchmark", Path(args.out))
-    report.results = {"model": args.model, "suite": str(args.suite), "environment": environment(), **result}
+    report.results = {"model": args.model, "suite": str(args.suite), "environment": environment, **result}
     report.text(
         f"Model `{args.model}`, suite `{args.suite}`; 95% percentile bootstrap intervals over "
         f"{suite.n_boot} resamples. Reference numbers are the published ones on the real data set of the "
