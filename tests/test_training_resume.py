@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -11,19 +15,21 @@ import torch
 from gloria.training import runner
 from gloria.training.callbacks import BatchSeed, PlateauOnValidation
 from gloria.training.experiment import load_experiment
+from gloria.training.samplers import SeededSampler
 from support.training_runs import FAST, InterruptAtEpoch, config_path, one_thread, synth_root
 
 __all__ = ["one_thread", "synth_root"]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+def _overrides(synth_root: Path) -> list[str]:
+    return [f"data.root={synth_root}/CheXpert-v1.0", "trainer.max_epochs=3", "trainer.limit_train_batches=2",
+            "data.batch_size=4", "snapshots.enabled=false", "model.preset=tiny",
+            "model.config.text.bert_config.hidden_dropout_prob=0.1", *FAST]  # fmt: skip
+
+
 def _config(synth_root: Path):
-    return load_experiment(
-        config_path("synth_pretrain_tiny.yaml"),
-        [f"data.root={synth_root}/CheXpert-v1.0", "trainer.max_epochs=3", "trainer.limit_train_batches=2",
-         "data.batch_size=4", "snapshots.enabled=false", "model.preset=tiny",
-         "model.config.text.bert_config.hidden_dropout_prob=0.1", *FAST]
-    )  # fmt: skip
+    return load_experiment(config_path("synth_pretrain_tiny.yaml"), _overrides(synth_root))
 
 
 def test_resume_after_interrupt_equals_uninterrupted(synth_root: Path, tmp_path: Path, monkeypatch) -> None:
@@ -47,16 +53,96 @@ def test_resume_after_interrupt_equals_uninterrupted(synth_root: Path, tmp_path:
     resumed = runner.run_experiment(cfg, out_dir=tmp_path / "cut", resume="last")
     assert resumed["global_step"] == full["global_step"] == 6
 
-    a = torch.load(full["last_checkpoint"], weights_only=True)
-    b = torch.load(resumed["last_checkpoint"], weights_only=True)
+    _assert_same_state(full["last_checkpoint"], resumed["last_checkpoint"])
+    # the resumed run's loss curve continues the uninterrupted one exactly
+    assert resumed["train_loss_curve"] == full["train_loss_curve"][4:]
+
+
+def _assert_same_state(path_a: str, path_b: str) -> None:
+    """Every weight, the Adam moments and the scheduler state of two checkpoints are identical."""
+    a = torch.load(path_a, weights_only=True)
+    b = torch.load(path_b, weights_only=True)
+    assert a["global_step"] == b["global_step"]
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), key
     for sa, sb in zip(a["optimizer_states"][0]["state"].values(), b["optimizer_states"][0]["state"].values()):
         assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
     assert a["lr_schedulers"] == b["lr_schedulers"]
-    # the resumed run's loss curve continues the uninterrupted one exactly
-    assert resumed["train_loss_curve"] == full["train_loss_curve"][4:]
+
+
+# mid-epoch resume: 2 epochs of 5 batches of 4 pairs, dropout on, random crops and sentence draws
+_MID = ["trainer.max_epochs=2", "trainer.limit_train_batches=5", "trainer.early_stopping_patience=null"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = _config(synth_root).replace(_MID)
+        run = runner.run_experiment(cfg, out_dir=tmp_path_factory.mktemp("full"))
+    finally:
+        torch.set_num_threads(before)
+    assert run["global_step"] == 10 and len(run["train_loss_curve"]) == 10
+    return run
+
+
+def test_stopped_mid_epoch_by_max_steps_resumes_exactly(
+    synth_root: Path, tmp_path: Path, uninterrupted: dict[str, Any]
+) -> None:
+    """Stopped at step 3 of the first 5-batch epoch, resumed without the limit: the same 10 steps."""
+    cfg = _config(synth_root).replace(_MID)
+    cut = runner.run_experiment(cfg.replace(["trainer.max_steps=3"]), out_dir=tmp_path)
+    last = tmp_path / cfg.name / "checkpoints" / "last.ckpt"
+    state = torch.load(last, weights_only=True)
+    assert state["global_step"] == 3
+    loader = state["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+    assert (loader["epoch"], loader["batches"]) == (0, 3)
+    resumed = runner.run_experiment(cfg, out_dir=tmp_path, resume="last")
+    assert resumed["global_step"] == 10
+    _assert_same_state(uninterrupted["last_checkpoint"], resumed["last_checkpoint"])
+    assert cut["train_loss_curve"] + resumed["train_loss_curve"] == uninterrupted["train_loss_curve"]
+
+
+def test_killed_mid_epoch_resumes_from_step_checkpoint(
+    synth_root: Path, tmp_path: Path, uninterrupted: dict[str, Any]
+) -> None:
+    """SIGKILL right after step 7 (second epoch, two DataLoader workers); last.ckpt of step 6 (written every
+    2 steps) resumes to the uninterrupted run's weights, optimiser state and remaining loss curve."""
+    overrides = [*_overrides(synth_root), *_MID, "trainer.checkpoint_every_n_steps=2", "data.num_workers=2"]
+    cfg = load_experiment(config_path("synth_pretrain_tiny.yaml"), overrides)
+    script = Path(__file__).parent / "support" / "kill_at_step.py"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run(
+        [sys.executable, str(script), "7", str(config_path("synth_pretrain_tiny.yaml")), str(tmp_path),
+         *overrides],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    last = tmp_path / cfg.name / "checkpoints" / "last.ckpt"
+    state = torch.load(last, weights_only=True)
+    assert state["global_step"] == 6
+    loader = state["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+    assert (loader["epoch"], loader["batches"]) == (1, 1)
+    resumed = runner.run_experiment(cfg, out_dir=tmp_path, resume="last")
+    assert resumed["global_step"] == 10
+    _assert_same_state(uninterrupted["last_checkpoint"], resumed["last_checkpoint"])
+    assert resumed["train_loss_curve"] == uninterrupted["train_loss_curve"][6:]
+
+
+def test_sampler_resumes_at_a_position_of_one_epoch_only() -> None:
+    plain = SeededSampler(10, seed=3, shuffle=True, rank=1, world_size=2)
+    plain.set_epoch(2)
+    whole = list(plain)
+    resumed = SeededSampler(10, seed=3, shuffle=True, rank=1, world_size=2)
+    resumed.resume_at(2, 3)
+    assert list(resumed) == whole[3:]
+    assert list(resumed) == whole  # the next pass over the epoch starts at 0 again
+    other = SeededSampler(10, seed=3, shuffle=True, rank=1, world_size=2)
+    other.resume_at(1, 3)
+    other.set_epoch(2)  # Lightning moved on to another epoch: no skip
+    assert list(other) == whole
 
 
 def test_batch_seed_depends_on_position_only() -> None:

@@ -19,6 +19,7 @@ from gloria.training.datasets import (
     usable_reports,
 )
 from gloria.training.experiment import DataSection, Task
+from gloria.training.resumable import ResumableLoader, batches_done
 from gloria.training.samplers import SeededSampler
 from gloria.training.sources import SplitRecords, load_split_records
 
@@ -93,15 +94,24 @@ class GloriaDataModule(L.LightningDataModule):
         # contrastive pretraining needs full batches of at least two pairs (equal sizes on every process)
         drop_last = train and self.task == "pretrain" and size >= batch
         sampler = SeededSampler(size, seed=self.seed, shuffle=train)
-        return DataLoader(
-            dataset,
-            batch_size=batch,
-            sampler=sampler,
-            drop_last=drop_last,
-            collate_fn=collate,
-            num_workers=self.data.num_workers,
-            persistent_workers=self.data.num_workers > 0,
-        )
+        options: dict[str, Any] = {
+            "batch_size": batch,
+            "sampler": sampler,
+            "drop_last": drop_last,
+            "collate_fn": collate,
+            "num_workers": self.data.num_workers,
+            "persistent_workers": self.data.num_workers > 0,
+        }
+        if train:  # its position goes into every checkpoint (resume in the middle of an epoch)
+            return ResumableLoader(dataset, progress=self._train_progress, **options)
+        return DataLoader(dataset, **options)
+
+    def _train_progress(self) -> tuple[int, int]:
+        """(batches of this epoch done, batches per epoch) of the running fit, for the loader's state."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1
+        return batches_done(trainer), int(trainer.num_training_batches)
 
     def train_dataloader(self) -> DataLoader[Any]:
         return self._loader("train")

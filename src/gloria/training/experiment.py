@@ -133,6 +133,8 @@ class TrainerSection:
     enable_progress_bar: bool = True
     deterministic: bool = False
     cpu_threads: int | None = None  # torch intra-op threads (None: torch's default); 1 helps on shared CPUs
+    # last.ckpt also every N optimiser steps (resume in the middle of an epoch); None: epoch ends only
+    checkpoint_every_n_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -306,6 +308,10 @@ def _check_values(cfg: ExperimentConfig) -> None:
     every = t.check_val_every_n_epoch
     if every is not None and every <= 0:
         raise ValueError(f"config key 'trainer.check_val_every_n_epoch' must be > 0 or null, got {every!r}")
+    every_steps = t.checkpoint_every_n_steps
+    if every_steps is not None and every_steps <= 0:
+        key = "trainer.checkpoint_every_n_steps"
+        raise ValueError(f"config key {key!r} must be > 0 or null, got {every_steps!r}")
     if t.gradient_clip_val is not None and t.gradient_clip_val <= 0:
         raise ValueError(f"config key 'trainer.gradient_clip_val' must be > 0, got {t.gradient_clip_val!r}")
     if t.max_epochs <= 0 and t.max_steps <= 0:

@@ -31,13 +31,14 @@ from gloria.training.classify_module import ClassifyModule
 from gloria.training.datamodules import GloriaDataModule
 from gloria.training.experiment import ExperimentConfig, save_experiment
 from gloria.training.pretrain_module import PretrainModule
+from gloria.training.resumable import LastCheckpoint
 from gloria.training.segment_module import SegmentModule
 from gloria.training.sources import RSNA_CLASS
 
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
-LAST_NAME = "last"  # checkpoints/last.ckpt, rewritten after every epoch
+LAST_NAME = "last"  # checkpoints/last.ckpt, rewritten after every epoch (and every N steps)
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -160,13 +161,8 @@ def build_trainer(
         save_top_k=1,
     )
     # Lightning 2.6 writes save_last only when a top-k file was written: a second callback keeps last.ckpt
-    last = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename=LAST_NAME,
-        monitor=None,
-        save_top_k=1,
-        enable_version_counter=False,
-    )
+    # (also every trainer.checkpoint_every_n_steps steps and at a max_steps stop: resume anywhere)
+    last = LastCheckpoint(run_dir / "checkpoints", LAST_NAME, every_n_steps=t.checkpoint_every_n_steps)
     history = LossHistory()
     callbacks: list[Callback] = [checkpoint, last, history, BatchSeed(seed)]
     if cfg.scheduler.name == "plateau":
