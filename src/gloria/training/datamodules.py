@@ -8,9 +8,11 @@ import logging
 from typing import Any
 
 import lightning.pytorch as L
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from gloria.config import ImageTransformConfig
+from gloria.encoders.tokens import TextTokenizer
 from gloria.training.datasets import (
     ImageReportDataset,
     LabelledImageDataset,
@@ -40,8 +42,10 @@ class GloriaDataModule(L.LightningDataModule):
         *,
         seed: int,
         classes: list[str],
+        tokenizer: TextTokenizer | None = None,
     ) -> None:
         super().__init__()
+        self.tokenizer = tokenizer  # pretraining: texts tokenised in the loader's workers
         self.task = task
         self.data = data
         self.transforms = transforms
@@ -72,7 +76,11 @@ class GloriaDataModule(L.LightningDataModule):
             dataset: Dataset[Any]
             if self.task == "pretrain":
                 dataset = ImageReportDataset(
-                    records, self.transforms, train=train, full_report=self.data.full_report
+                    records,
+                    self.transforms,
+                    train=train,
+                    full_report=self.data.full_report,
+                    tokenizer=self.tokenizer,
                 )
             elif self.task == "classification":
                 dataset = LabelledImageDataset(records, self.classes, self.transforms, train=train)
@@ -101,7 +109,10 @@ class GloriaDataModule(L.LightningDataModule):
             "collate_fn": collate,
             "num_workers": self.data.num_workers,
             "persistent_workers": self.data.num_workers > 0,
+            "pin_memory": torch.cuda.is_available() if self.data.pin_memory is None else self.data.pin_memory,
         }
+        if self.data.prefetch_factor is not None:
+            options["prefetch_factor"] = self.data.prefetch_factor
         if train:  # its position goes into every checkpoint (resume in the middle of an epoch)
             return ResumableLoader(dataset, progress=self._train_progress, **options)
         return DataLoader(dataset, **options)

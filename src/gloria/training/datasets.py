@@ -22,6 +22,7 @@ from gloria.data.records import ImageReportRecord, LabelledImageRecord, Segmenta
 from gloria.data.reports import report_sentences, sample_sentence
 from gloria.data.rle import rle_decode_union
 from gloria.data.transforms import ImagePreprocessor, resize_pad_mask
+from gloria.encoders.tokens import TextTokenizer
 
 Item = dict[str, Any]
 
@@ -43,7 +44,9 @@ def _preprocess(preprocess: ImagePreprocessor, gray: np.ndarray, seed: int) -> T
 
 
 class ImageReportDataset(Dataset[Item]):
-    """Image-report pairs -> {"image" [3,S,S], "text" str, "index" int}.
+    """Image-report pairs -> {"image" [3,S,S], "text" str, "index" int}, with ``tokenizer`` also the text's
+    tensors ``caption_ids`` / ``attention_mask`` / ``token_type_ids`` [T] and ``word_counts`` [] (cleaned and
+    tokenised here, in the DataLoader workers, not in the training step).
 
     ``full_report=False`` (the release): one sentence drawn per access from the report's cleaned sentences;
     ``True``: all cleaned sentences joined. Records whose report has no usable sentence are rejected by
@@ -57,10 +60,12 @@ class ImageReportDataset(Dataset[Item]):
         *,
         train: bool,
         full_report: bool = False,
+        tokenizer: TextTokenizer | None = None,
     ) -> None:
         self.records = list(records)
         self.preprocess = ImagePreprocessor(transforms, train=train)
         self.full_report = full_report
+        self.tokenizer = tokenizer
         self.sentences = [report_sentences(r.report) for r in self.records]
 
     def __len__(self) -> int:
@@ -72,7 +77,10 @@ class ImageReportDataset(Dataset[Item]):
         sentences = self.sentences[index]
         text = " ".join(sentences) if self.full_report else sample_sentence(sentences, random.Random(seed))
         image = _preprocess(self.preprocess, read_image(record.path), seed)
-        return {"image": image, "text": text, "index": index}
+        out: Item = {"image": image, "text": text, "index": index}
+        if self.tokenizer is not None:
+            out.update(self.tokenizer.item(text))
+        return out
 
 
 def usable_reports(records: Sequence[ImageReportRecord]) -> tuple[list[ImageReportRecord], int]:

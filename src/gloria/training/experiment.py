@@ -77,6 +77,8 @@ class DataSection:
     batch_size: int = 48
     eval_batch_size: int | None = None
     num_workers: int = 0
+    pin_memory: bool | None = None  # page-locked batches (asynchronous copies); None: when CUDA is there
+    prefetch_factor: int | None = None  # batches each worker prepares ahead (None: torch's 2); workers > 0
     train_pct: float = 1.0
     balance_train: bool = False  # SIIM: as many negatives as positives in the training split
 
@@ -294,6 +296,11 @@ def _check_values(cfg: ExperimentConfig) -> None:
         raise ValueError(f"config key 'data.train_pct' must be in (0, 1], got {d.train_pct!r}")
     if d.num_workers < 0:
         raise ValueError(f"config key 'data.num_workers' must be >= 0, got {d.num_workers!r}")
+    if d.prefetch_factor is not None and (d.prefetch_factor < 1 or d.num_workers == 0):
+        raise ValueError(
+            f"config key 'data.prefetch_factor' must be >= 1 and needs data.num_workers > 0, got "
+            f"{d.prefetch_factor!r} with {d.num_workers} workers"
+        )
     if o.weight_decay < 0:
         raise ValueError(f"config key 'optim.weight_decay' must be >= 0, got {o.weight_decay!r}")
     if not all(0.0 <= b < 1.0 for b in o.betas):

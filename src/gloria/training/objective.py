@@ -24,7 +24,8 @@ FOCAL_GAMMA = 2.0
 class PretrainObjective:
     """{"image" [B,3,H,W], "text" list[str] (B)} -> {"loss", "global_loss", "local_loss"}.
 
-    Texts are cleaned and tokenised by ``model.process_text``; with ``gather`` and several processes the
+    A batch with ``caption_ids`` etc. (tokenised by the dataset) is used as it is; otherwise texts are
+    cleaned and tokenised by ``model.process_text``. With ``gather`` and several processes the
     negatives come from every process (``gathered_gloria_loss``).
     """
 
@@ -45,7 +46,10 @@ class PretrainObjective:
 
     def encode(self, batch: Mapping[str, Any]) -> tuple[ImageFeatures, TextFeatures]:
         images: Tensor = batch["image"]
-        tokens = self.model.process_text(list(batch["text"]), images.device)
+        # tokens from the data pipeline (the loader's workers); else the texts are tokenised here
+        tokens = (
+            batch if "caption_ids" in batch else self.model.process_text(list(batch["text"]), images.device)
+        )
         return self.model.encode_images(images), self.model.encode_texts(tokens)
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:

@@ -245,7 +245,11 @@ def run_single(
     if cfg.task == "classification" and not classes:
         raise ValueError("classification needs data.classes (the label columns to predict)")
     module = build_module(cfg, classes)
-    datamodule = GloriaDataModule(cfg.task, cfg.data, transforms_of(cfg, module), seed=seed, classes=classes)
+    model = getattr(module, "model", None)
+    tokenizer = model.text_tokenizer() if cfg.task == "pretrain" and isinstance(model, GLoRIA) else None
+    datamodule = GloriaDataModule(
+        cfg.task, cfg.data, transforms_of(cfg, module), seed=seed, classes=classes, tokenizer=tokenizer
+    )
     records = datamodule.load()
     trainer, checkpoint, history, snapshots = build_trainer(cfg, run_dir, seed)
     last_path = run_dir / "checkpoints" / f"{LAST_NAME}.ckpt"
