@@ -4,7 +4,8 @@ against texts tokenised per item in the workers (``ImageReportDataset(tokenizer=
 same SynthCXR images and reports, same sampler; the two arms alternate, ``--repeats`` times each.
 
 Time per step = wall time from asking the loader for a batch to the end of the Adam step (median over the
-second epoch), and the main process's CPU time of it (the workers' time not counted). Also timed alone: ``process_text`` of one batch of texts on the main process (the work moved out).
+second epoch), and the main process's CPU time of it (the workers' time not counted). Also timed alone:
+``process_text`` of one batch of texts on the main process (the work moved out).
 Writes bench/results/pipeline.json (commit, torch, threads, load average).
 
     python bench/bench_pipeline.py [--quick]

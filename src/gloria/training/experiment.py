@@ -81,6 +81,9 @@ class DataSection:
     prefetch_factor: int | None = None  # batches each worker prepares ahead (None: torch's 2); workers > 0
     train_pct: float = 1.0
     balance_train: bool = False  # SIIM: as many negatives as positives in the training split
+    # pretraining from litdata shards (`gloria prepare ... --shards DIR`): a folder or object-store URL with
+    # train/, valid/ (and test/); replaces the CSV and image files, which stay the path for small data
+    shards: str | None = None
 
 
 @dataclass(frozen=True)
@@ -323,12 +326,14 @@ def _check_values(cfg: ExperimentConfig) -> None:
         raise ValueError(f"config key 'trainer.gradient_clip_val' must be > 0, got {t.gradient_clip_val!r}")
     if t.max_epochs <= 0 and t.max_steps <= 0:
         raise ValueError("config keys 'trainer.max_epochs' and 'trainer.max_steps' cannot both be <= 0")
-    if not d.train_csv and d.source in ("image_report", "chexpert"):
+    if not d.train_csv and d.source in ("image_report", "chexpert") and d.shards is None:
         raise ValueError(f"config key 'data.train_csv' is required for data.source={d.source!r}")
     if cfg.task == "classification" and d.source in ("image_report", "chexpert") and not d.classes:
         raise ValueError("config key 'data.classes' must list the label columns for classification")
     if cfg.task == "segmentation" and d.source != "siim":
         raise ValueError(f"task 'segmentation' needs data.source 'siim', got {d.source!r}")
+    if d.shards is not None and (cfg.task != "pretrain" or d.train_pct != 1.0):
+        raise ValueError("config key 'data.shards' serves pretraining with data.train_pct 1 only")
     if cfg.task == "pretrain" and d.source != "image_report":
         raise ValueError(f"task 'pretrain' needs data.source 'image_report', got {d.source!r}")
 
