@@ -122,3 +122,53 @@ def test_shard_loader_resumed_mid_epoch_continues_the_batch_sequence(data: dict[
     assert _indices(resumed, 1) == full  # the next pass over the epoch is whole again
     cut.progress = lambda: (len(full), len(full))  # state saved at the end of epoch 1: epoch 2 next
     assert (cut.state_dict()["epoch"], cut.state_dict()["batches"]) == (2, 0)
+
+
+def test_prepare_csv_with_shards_holds_the_split_csvs_records(tmp_path: Path) -> None:
+    """``gloria prepare csv ... --shards DIR``: each split's shards hold, in order, the records that training
+    reads from the split CSV written next to them."""
+    import argparse
+
+    from gloria.cli import prepare
+    from support.dataset_fixtures import write_user_csv
+
+    user = write_user_csv(tmp_path / "user", 24, empty_every=5)
+    parser = argparse.ArgumentParser()
+    prepare.register(parser.add_subparsers())
+    argv = ["prepare", "csv", "--root", str(user), "--path-col", "image", "--report-col", "text",
+            "--patient-col", "patient", "--shards", str(tmp_path / "shards"), "--shard-imsize", "72",
+            "--shard-workers", "2"]  # fmt: skip
+    args = parser.parse_args(argv)
+    assert args.func(args) == 0
+    section = DataSection(
+        source="image_report", root=str(user), train_csv="csv_train.csv", valid_csv="csv_valid.csv",
+        test_csv="csv_test.csv", path_column="path", report_column="report", patient_column="patient_id",
+    )  # fmt: skip
+    records = load_split_records(section, seed=0)
+    counts = json.loads((tmp_path / "shards" / MANIFEST).read_text())["counts"]
+    assert sum(counts.values()) == 19
+    for name, count in counts.items():
+        expected = usable_reports(getattr(records, name))[0]
+        shards = ShardDataset.open(str(tmp_path / "shards" / name))
+        assert len(shards) == count == len(expected)
+        assert [shards.item(i).id for i in range(count)] == [str(r.path) for r in expected]
+
+
+def test_pretraining_from_shards_equals_pretraining_from_the_csv(
+    data: dict[str, Any], tmp_path: Path
+) -> None:
+    """The same experiment from the CSV + JPEGs and from the shards: the same loss at every step."""
+    from gloria.training import runner
+    from gloria.training.experiment import load_experiment
+    from support.training_runs import FAST, config_path
+
+    overrides = [f"data.root={data['root']}/CheXpert-v1.0", "model.preset=tiny", "trainer.max_epochs=1",
+                 "trainer.limit_train_batches=3", f"data.batch_size={BATCH}", "snapshots.enabled=false",
+                 "trainer.cpu_threads=1", *FAST]  # fmt: skip
+    cfg = load_experiment(config_path("synth_pretrain_tiny.yaml"), overrides)
+    csv = runner.run_experiment(cfg, out_dir=tmp_path / "csv")
+    streamed = runner.run_experiment(
+        cfg.replace([f"data.shards={data['shards']}", "data.num_workers=2"]), out_dir=tmp_path / "shards"
+    )
+    assert streamed["data"]["shards"] == str(data["shards"])
+    assert len(csv["train_loss_curve"]) == 3 and streamed["train_loss_curve"] == csv["train_loss_curve"]

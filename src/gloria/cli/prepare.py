@@ -76,6 +76,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--view-col", default=None, help="csv: view column")
     parser.add_argument("--image-root", type=Path, default=None, help="csv: base of relative image paths")
     parser.add_argument("--label-cols", default="", help="csv: comma-separated label columns")
+    parser.add_argument(
+        "--shards",
+        type=Path,
+        default=None,
+        help="also write litdata shards of the image-report pairs here (data.shards; needs litdata)",
+    )
+    parser.add_argument("--shard-imsize", type=int, default=256, help="shards: longer image side (= imsize)")
+    parser.add_argument("--shard-workers", type=int, default=4, help="shards: processes decoding images")
     parser.set_defaults(func=run)
 
 
@@ -149,4 +157,9 @@ def run(args: argparse.Namespace) -> int:
         prepared.frame.drop(columns="split").to_csv(target, index=False)
         log.info("wrote %s (seed %s, paths sha256 %s)", target, seed, prepared.extra["paths_sha256"])
     prep.write_prepared(prepared, out)
+    if args.shards is not None:
+        from gloria.data.shards import records_from_table, write_shards
+
+        splits = records_from_table(prepared.frame)
+        write_shards(splits, args.shards, imsize=args.shard_imsize, num_workers=args.shard_workers)
     return 0

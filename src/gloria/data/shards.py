@@ -79,6 +79,32 @@ def _encode(position: int, *, records: Sequence[ImageReportRecord], imsize: int)
     }
 
 
+REPORT_COLUMNS = ("report", "Report Impression")  # what `gloria prepare` tables call the report text
+
+
+def records_from_table(frame: Any) -> dict[str, list[ImageReportRecord]]:
+    """A ``gloria prepare`` split table (``path``, ``split``, a report column, ``patient_id``) -> the usable
+    image-report records of each split, in the table's order (the order training reads its split CSVs)."""
+    from gloria.training.datasets import usable_reports
+
+    column = next((c for c in REPORT_COLUMNS if c in frame.columns), None)
+    if column is None or "path" not in frame.columns:
+        raise ValueError(f"--shards needs a table with 'path' and a report column {list(REPORT_COLUMNS)}")
+    out: dict[str, list[ImageReportRecord]] = {}
+    for name in SPLITS:
+        part = frame[frame["split"] == name]
+        patients = part["patient_id"] if "patient_id" in part.columns else part["path"]
+        records = [
+            ImageReportRecord(path=Path(str(p)), report=str(r), split=name, patient_id=str(q))
+            for p, r, q in zip(part["path"], part[column].fillna(""), patients)
+        ]
+        kept, dropped = usable_reports(records)
+        if dropped:
+            log.warning("shards %s: %d reports without a sentence of two words left out", name, dropped)
+        out[name] = kept
+    return out
+
+
 def write_shards(
     splits: Mapping[str, Sequence[ImageReportRecord]],
     out_dir: str | Path,
