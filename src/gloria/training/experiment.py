@@ -23,7 +23,8 @@ from gloria.config import GloriaConfig, config_from_dict, preset
 
 Task = Literal["pretrain", "classification", "segmentation"]
 DataSource = Literal["image_report", "chexpert", "rsna", "siim"]
-Precision = Literal["32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "64-true", "64"]
+# "auto": bf16-mixed on a CUDA GPU with bfloat16, else 32-true (gloria.training.speed.resolve_precision)
+Precision = Literal["auto", "32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "64-true", "64"]
 
 TASKS: tuple[str, ...] = typing.get_args(Task)
 
@@ -44,6 +45,11 @@ class ModelSection:
     freeze_encoder: bool = True  # classification: linear probe (True) or full fine-tune (False)
     local_chunk_size: int | None = None  # local loss: images per chunk (bounds memory)
     local_recompute: bool = False  # local loss: recompute attention in backward instead of storing it
+    # encoder memory and speed (training): recompute each image stage / BERT layer in backward instead of
+    # storing its activations; channels-last images into the trunk; torch.compile of the trunk and the BERT
+    activation_checkpointing: bool = False
+    channels_last: bool = False
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,7 @@ class TrainerSection:
     devices: int | str = 1
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: Precision = "32-true"
+    precision: Precision = "auto"
     gradient_clip_val: float | None = None
     accumulate_grad_batches: int = 1
     sync_batchnorm: bool = False

@@ -34,6 +34,7 @@ from gloria.training.pretrain_module import PretrainModule
 from gloria.training.resumable import LastCheckpoint
 from gloria.training.segment_module import SegmentModule
 from gloria.training.sources import RSNA_CLASS
+from gloria.training.speed import apply_encoder_options, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,9 @@ def task_classes(cfg: ExperimentConfig) -> list[str]:
 def build_module(cfg: ExperimentConfig, classes: list[str]) -> L.LightningModule:
     """The task's LightningModule around a freshly built (or loaded) model."""
     model = build_gloria(cfg)
+    m = cfg.model
+    options = {"activation_checkpointing": m.activation_checkpointing, "channels_last": m.channels_last}
+    apply_encoder_options(model, **options, compile=m.compile)
     if cfg.task == "pretrain":
         return PretrainModule(
             model,
@@ -190,7 +194,7 @@ def build_trainer(
         devices=t.devices,
         num_nodes=t.num_nodes,
         strategy=t.strategy,
-        precision=t.precision,
+        precision=resolve_precision(t.precision, t.accelerator),  # type: ignore[arg-type]
         gradient_clip_val=t.gradient_clip_val,
         accumulate_grad_batches=t.accumulate_grad_batches,
         sync_batchnorm=t.sync_batchnorm,
