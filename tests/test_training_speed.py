@@ -92,3 +92,9 @@ def test_precision_auto_is_32_true_without_a_gpu(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert resolve_precision("auto", "auto") == "bf16-mixed"
     assert resolve_precision("auto", "cpu") == "32-true"
+
+
+def test_compile_option_keeps_the_state_dict_keys(tiny_model) -> None:
+    keys = list(tiny_model.state_dict())
+    apply_encoder_options(tiny_model, compile=True)  # compiled lazily, on the first call
+    assert list(tiny_model.state_dict()) == keys
