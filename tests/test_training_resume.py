@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as L
 import pytest
 import torch
 
@@ -181,3 +182,37 @@ def test_plateau_scheduler_fires_after_validation() -> None:
         callback.on_validation_end(_Trainer(), None)  # type: ignore[arg-type]
         lrs.append(optimizer.param_groups[0]["lr"])
     assert lrs == [1.0, 1.0, 0.5, 0.5]
+
+
+class _InterruptAtStep(L.Callback):
+    """Raises KeyboardInterrupt (Ctrl-C) before the batch after optimiser step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_mid_epoch_resumes_from_step_checkpoint(
+    synth_root: Path, tmp_path: Path, uninterrupted: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C after step 7 with a checkpoint every 3 steps: resumed from step 6, the uninterrupted run."""
+    cfg = _config(synth_root).replace([*_MID, "trainer.checkpoint_every_n_steps=3"])
+    build = runner.build_trainer
+
+    def with_interrupt(*args: Any, **kwargs: Any) -> Any:
+        trainer, checkpoint, history, snapshots = build(*args, **kwargs)
+        trainer.callbacks.append(_InterruptAtStep(7))
+        return trainer, checkpoint, history, snapshots
+
+    monkeypatch.setattr(runner, "build_trainer", with_interrupt)
+    with pytest.raises(SystemExit):  # Lightning shuts down gracefully, then exits with status 1
+        runner.run_experiment(cfg, out_dir=tmp_path)
+    monkeypatch.setattr(runner, "build_trainer", build)
+    last = tmp_path / cfg.name / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 6
+    resumed = runner.run_experiment(cfg, out_dir=tmp_path, resume="last")
+    _assert_same_state(uninterrupted["last_checkpoint"], resumed["last_checkpoint"])
+    assert resumed["train_loss_curve"] == uninterrupted["train_loss_curve"][6:]
