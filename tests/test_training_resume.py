@@ -216,3 +216,20 @@ def test_ctrl_c_mid_epoch_resumes_from_step_checkpoint(
     resumed = runner.run_experiment(cfg, out_dir=tmp_path, resume="last")
     _assert_same_state(uninterrupted["last_checkpoint"], resumed["last_checkpoint"])
     assert resumed["train_loss_curve"] == uninterrupted["train_loss_curve"][6:]
+
+
+def test_step_checkpoints_with_validation_every_n_steps_resume_exactly(
+    synth_root: Path, tmp_path: Path
+) -> None:
+    """Validation every 3 steps across epochs, the plateau scheduler with patience 0 (it halves the rate
+    after most validations), a checkpoint every 3 steps: stopped by max_steps at 6, a validation step, and
+    resumed: the weights, Adam moments and scheduler state of the uninterrupted 10 steps."""
+    changes = [*_MID, "trainer.checkpoint_every_n_steps=3", "trainer.check_val_every_n_epoch=null",
+               "trainer.val_check_interval=3", "scheduler.patience=0"]  # fmt: skip
+    cfg = _config(synth_root).replace(changes)
+    full = runner.run_experiment(cfg, out_dir=tmp_path / "full")
+    assert full["global_step"] == 10
+    runner.run_experiment(cfg.replace(["trainer.max_steps=6"]), out_dir=tmp_path / "cut")
+    resumed = runner.run_experiment(cfg, out_dir=tmp_path / "cut", resume="last")
+    _assert_same_state(full["last_checkpoint"], resumed["last_checkpoint"])
+    assert resumed["train_loss_curve"] == full["train_loss_curve"][6:]

@@ -73,10 +73,18 @@ class ResumableLoader(DataLoader[Any]):
         log.info("train data resumes at epoch %d, batch %d", state["epoch"], state["batches"])
 
 
+def _validation_follows(trainer: L.Trainer) -> bool:
+    """Whether Lightning validates right after the current training batch (``val_check_interval``)."""
+    loop = trainer.fit_loop.epoch_loop
+    fetcher = getattr(trainer.fit_loop, "_data_fetcher", None)
+    return fetcher is not None and bool(loop._should_check_val_fx(fetcher))
+
+
 class LastCheckpoint(ModelCheckpoint):
     """``last.ckpt``: at every epoch end, every ``every_n_steps`` optimiser steps and at a ``max_steps``
-    stop. A step save on the last batch of an epoch is left to the epoch end (after validation, so the
-    early-stopping and plateau states are the ones an uninterrupted run carries on with)."""
+    stop. A step save on a batch that validation follows (the last of an epoch, or a ``val_check_interval``
+    step) is left to the save after that validation, so the early-stopping and plateau states are the ones
+    an uninterrupted run carries on with (a run resumed from a save before it would skip that validation)."""
 
     def __init__(self, dirpath: Path, filename: str, *, every_n_steps: int | None = None) -> None:
         super().__init__(
@@ -90,8 +98,8 @@ class LastCheckpoint(ModelCheckpoint):
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if self._should_skip_saving_checkpoint(trainer):
             return
-        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
-            return
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch or _validation_follows(trainer):
+            return  # saved after the validation instead (this callback's parent does it)
         step = trainer.global_step
         periodic = self.every_n_steps is not None and step > 0 and step % self.every_n_steps == 0
         final = 0 < trainer.max_steps <= step
