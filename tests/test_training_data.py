@@ -153,3 +153,36 @@ def test_subsample_checksum_does_not_depend_on_where_the_data_lies(tmp_path: Pat
         )  # fmt: skip
         infos.append(load_split_records(cfg, seed=3).info)
     assert infos[0]["train_ids_sha256"] == infos[1]["train_ids_sha256"]
+
+
+def test_texts_tokenised_in_loader_workers_give_the_same_batch_and_losses(tmp_path: Path, tiny_model) -> None:
+    """Tokens made per item in two DataLoader workers equal ``process_text`` of the batch's texts, and the
+    objective gives the same losses from them as from the texts."""
+    from torch.utils.data import DataLoader
+
+    from gloria.training.datasets import collate
+    from gloria.training.objective import PretrainObjective
+
+    root = write_user_csv(tmp_path / "u", 6)
+    reports = ["Small left effusion. No pneumothorax seen.", "Heart size is normal. Lungs are clear.",
+               "Patchy right basilar opacity. Tubes unchanged."]  # fmt: skip
+    records = [
+        ImageReportRecord(path=root / "images" / f"img{i}.jpg", report=reports[i % 3], split="train",
+                          patient_id=f"p{i}")
+        for i in range(6)
+    ]  # fmt: skip
+    ds = ImageReportDataset(records, tiny_model.config.transforms, train=True,
+                            tokenizer=tiny_model.text_tokenizer())  # fmt: skip
+    sampler = SeededSampler(len(ds), seed=1, shuffle=True, rank=0, world_size=1)
+    batches = list(DataLoader(ds, batch_size=3, sampler=sampler, collate_fn=collate, num_workers=2))
+    assert len(batches) == 2
+    objective = PretrainObjective(tiny_model)
+    for batch in batches:
+        expected = tiny_model.process_text(batch["text"], "cpu")
+        for key in ("caption_ids", "attention_mask", "token_type_ids", "word_counts"):
+            assert batch[key].dtype == torch.long and torch.equal(batch[key], expected[key]), key
+        with torch.no_grad():
+            ours = objective(batch)
+            theirs = objective({"image": batch["image"], "text": batch["text"]})
+        for key in ("loss", "global_loss", "local_loss"):
+            assert torch.equal(ours[key], theirs[key]), key

@@ -20,18 +20,14 @@ from gloria.alignment.options import LossOptions
 from gloria.config import AlignmentConfig, GloriaConfig
 from gloria.encoders.image import ImageEncoder
 from gloria.encoders.text import TextEncoder
+from gloria.encoders.tokens import TextTokenizer
+from gloria.encoders.tokens import release_cap_lens as release_cap_lens  # re-exported
 from gloria.types import ImageFeatures, TextFeatures
 
 log = logging.getLogger(__name__)
 
 ImageInput = str | Path | np.ndarray
 TEXT_KEYS = ("caption_ids", "attention_mask", "token_type_ids")
-
-
-def release_cap_lens(texts: Sequence[str]) -> list[int]:
-    """The release's ``cap_lens``: per raw text, the number of characters that are not "[" (a release quirk
-    that legacy zero-shot depends on; it is not a word count)."""
-    return [sum(1 for ch in text if ch != "[") for text in texts]
 
 
 class GLoRIA(nn.Module):
@@ -144,36 +140,15 @@ class GLoRIA(nn.Module):
         non-"[" characters of each raw text); word_counts [K] long (true words); texts (cleaned strings).
         ``keep_short=False`` is the release's cleaning, which empties one-word prompts.
         """
-        from gloria.data.reports import clean_text
-
-        raw = [texts] if isinstance(texts, str) else list(texts)
-        if not raw:
-            raise ValueError("process_text got an empty list of texts")
-        for index, text in enumerate(raw):
-            if not isinstance(text, str):
-                raise ValueError(f"text {index} must be a string, got {type(text).__name__}: {text!r}")
-        cleaned = [clean_text(text, keep_short=keep_short) for text in raw]
-        tokens = self.text_encoder.tokenizer(
-            cleaned,
-            padding="max_length",
-            truncation=True,
-            max_length=self.config.text.max_length,
-            return_tensors="pt",
-        )
+        tokens = self.text_tokenizer()(texts, keep_short=keep_short)
         target = device if device is not None else self.device
-        ids = tokens["input_ids"].long()
-        type_ids = tokens.get("token_type_ids")
-        if type_ids is None:  # tokenizers of models without segment embeddings
-            type_ids = torch.zeros_like(ids)
-        word_counts, _ = self.text_encoder.aggregator.count_words(ids)
-        return {
-            "caption_ids": ids.to(target),
-            "attention_mask": tokens["attention_mask"].long().to(target),
-            "token_type_ids": type_ids.long().to(target),
-            "cap_lens": release_cap_lens(raw),
-            "word_counts": word_counts.to(target),
-            "texts": cleaned,
-        }
+        return {k: v.to(target) if isinstance(v, Tensor) else v for k, v in tokens.items()}
+
+    def text_tokenizer(self) -> TextTokenizer:
+        """The picklable cleaner + tokeniser of ``process_text`` (DataLoader workers run it in training)."""
+        return TextTokenizer(
+            self.text_encoder.tokenizer, self.text_encoder.aggregator, self.config.text.max_length
+        )
 
     def process_class_prompts(
         self, class_prompts: Mapping[str, str | Sequence[str]], device: torch.device | str | None = None

@@ -99,6 +99,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--view-col", default=None, help="csv: view column")
     parser.add_argument("--image-root", type=Path, default=None, help="csv: base of relative image paths")
     parser.add_argument("--label-cols", default="", help="csv: comma-separated label columns")
+    parser.add_argument(
+        "--shards",
+        type=Path,
+        default=None,
+        help="also write litdata shards of the image-report pairs here (data.shards; needs litdata)",
+    )
+    parser.add_argument("--shard-imsize", type=int, default=256, help="shards: longer image side (= imsize)")
+    parser.add_argument("--shard-workers", type=int, default=4, help="shards: processes decoding images")
     parser.set_defaults(func=run)
 
 
@@ -186,6 +194,11 @@ def run(args: argparse.Namespace) -> int:
 
         table = PB.rsna_box_table(prepared) if args.source == "rsna" else PB.siim_mask_table(prepared)
         PB.write_box_table(table, out, f"{args.source}_{'boxes' if args.source == 'rsna' else 'masks'}")
+    if args.shards is not None:
+        from gloria.data.shards import records_from_table, write_shards
+
+        splits = records_from_table(prepared.frame)
+        write_shards(splits, args.shards, imsize=args.shard_imsize, num_workers=args.shard_workers)
     return 0
 
 

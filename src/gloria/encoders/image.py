@@ -95,6 +95,7 @@ class ImageEncoder(nn.Module):
         self.global_embedder = nn.Linear(self.feature_dim, embed_dim)
         self.local_embedder = nn.Conv2d(self.region_dim, embed_dim, kernel_size=1, bias=False)
         self.embed_dim = embed_dim
+        self.channels_last = False  # images enter the trunk in channels-last memory order (training option)
         self.trunk_frozen = False
         if cfg.freeze:
             self.freeze_trunk()
@@ -122,6 +123,8 @@ class ImageEncoder(nn.Module):
         """images [B, 3, H, W] -> (stride-16 features [B, C3, h, w], pooled [B, C4]), after the resize."""
         self.check_images(images)
         x = self.input_resize(images)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         if self.backbone in RESNETS:
             m: Any = self.model
             x = m.maxpool(m.relu(m.bn1(m.conv1(x))))

@@ -21,7 +21,9 @@ from gloria.data.images import read_image
 from gloria.data.records import ImageReportRecord, LabelledImageRecord, SegmentationRecord
 from gloria.data.reports import report_sentences, sample_sentence
 from gloria.data.rle import rle_decode_union
+from gloria.data.shards import ShardDataset
 from gloria.data.transforms import ImagePreprocessor, resize_pad_mask
+from gloria.encoders.tokens import TextTokenizer
 
 Item = dict[str, Any]
 
@@ -43,7 +45,9 @@ def _preprocess(preprocess: ImagePreprocessor, gray: np.ndarray, seed: int) -> T
 
 
 class ImageReportDataset(Dataset[Item]):
-    """Image-report pairs -> {"image" [3,S,S], "text" str, "index" int}.
+    """Image-report pairs -> {"image" [3,S,S], "text" str, "index" int}, with ``tokenizer`` also the text's
+    tensors ``caption_ids`` / ``attention_mask`` / ``token_type_ids`` [T] and ``word_counts`` [] (cleaned and
+    tokenised here, in the DataLoader workers, not in the training step).
 
     ``full_report=False`` (the release): one sentence drawn per access from the report's cleaned sentences;
     ``True``: all cleaned sentences joined. Records whose report has no usable sentence are rejected by
@@ -57,10 +61,12 @@ class ImageReportDataset(Dataset[Item]):
         *,
         train: bool,
         full_report: bool = False,
+        tokenizer: TextTokenizer | None = None,
     ) -> None:
         self.records = list(records)
         self.preprocess = ImagePreprocessor(transforms, train=train)
         self.full_report = full_report
+        self.tokenizer = tokenizer
         self.sentences = [report_sentences(r.report) for r in self.records]
 
     def __len__(self) -> int:
@@ -68,11 +74,42 @@ class ImageReportDataset(Dataset[Item]):
 
     def __getitem__(self, item: int | tuple[int, int]) -> Item:
         index, seed = _split_index(item)
-        record = self.records[index]
-        sentences = self.sentences[index]
+        return self.pair(read_image(self.records[index].path), self.sentences[index], index, seed)
+
+    def pair(self, gray: np.ndarray, sentences: list[str], index: int, seed: int) -> Item:
+        """The item of one access: image preprocessed and sentence drawn from ``seed``, text tokenised."""
         text = " ".join(sentences) if self.full_report else sample_sentence(sentences, random.Random(seed))
-        image = _preprocess(self.preprocess, read_image(record.path), seed)
-        return {"image": image, "text": text, "index": index}
+        image = _preprocess(self.preprocess, gray, seed)
+        out: Item = {"image": image, "text": text, "index": index}
+        if self.tokenizer is not None:
+            out.update(self.tokenizer.item(text))
+        return out
+
+
+class ShardImageReportDataset(ImageReportDataset):
+    """:class:`ImageReportDataset` over one split of litdata shards (``gloria.data.shards``): the stored
+    image (longer side ``imsize``) and cleaned sentences; the same item as the CSV path for the same record
+    and seed."""
+
+    def __init__(
+        self,
+        shards: ShardDataset,
+        transforms: ImageTransformConfig,
+        *,
+        train: bool,
+        full_report: bool = False,
+        tokenizer: TextTokenizer | None = None,
+    ) -> None:
+        super().__init__([], transforms, train=train, full_report=full_report, tokenizer=tokenizer)
+        self.shards = shards
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> Item:
+        index, seed = _split_index(item)
+        stored = self.shards.item(index)
+        return self.pair(stored.image, stored.sentences, index, seed)
 
 
 def usable_reports(records: Sequence[ImageReportRecord]) -> tuple[list[ImageReportRecord], int]:

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 Task = Literal["pretrain", "classification", "segmentation"]
 DataSource = Literal["image_report", "chexpert", "rsna", "siim"]
-Precision = Literal["32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "64-true", "64"]
+# "auto": bf16-mixed on a CUDA GPU with bfloat16, else 32-true (gloria.training.speed.resolve_precision)
+Precision = Literal["auto", "32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "64-true", "64"]
 
 TASKS: tuple[str, ...] = typing.get_args(Task)
 
@@ -46,6 +47,11 @@ class ModelSection:
     config: Mapping[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
     freeze_encoder: bool = True  # classification: linear probe (True) or full fine-tune (False)
+    # encoder memory and speed (training): recompute each image stage / BERT layer in backward instead of
+    # storing its activations; channels-last images into the trunk; torch.compile of the trunk and the BERT
+    activation_checkpointing: bool = False
+    channels_last: bool = False
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,8 +85,13 @@ class DataSection:
     batch_size: int = 48
     eval_batch_size: int | None = None
     num_workers: int = 0
+    pin_memory: bool | None = None  # page-locked batches (asynchronous copies); None: when CUDA is there
+    prefetch_factor: int | None = None  # batches each worker prepares ahead (None: torch's 2); workers > 0
     train_pct: float = 1.0
     balance_train: bool = False  # SIIM: as many negatives as positives in the training split
+    # pretraining from litdata shards (`gloria prepare ... --shards DIR`): a folder or object-store URL with
+    # train/, valid/ (and test/); replaces the CSV and image files, which stay the path for small data
+    shards: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,7 +126,7 @@ class TrainerSection:
     devices: int | str = 1
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: Precision = "32-true"
+    precision: Precision = "auto"
     gradient_clip_val: float | None = None
     accumulate_grad_batches: int = 1
     sync_batchnorm: bool = False
@@ -137,6 +148,8 @@ class TrainerSection:
     enable_progress_bar: bool = True
     deterministic: bool = False
     cpu_threads: int | None = None  # torch intra-op threads (None: torch's default); 1 helps on shared CPUs
+    # last.ckpt also every N optimiser steps (resume in the middle of an epoch); None: epoch ends only
+    checkpoint_every_n_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -293,6 +306,11 @@ def _check_values(cfg: ExperimentConfig) -> None:
         raise ValueError(f"config key 'data.train_pct' must be in (0, 1], got {d.train_pct!r}")
     if d.num_workers < 0:
         raise ValueError(f"config key 'data.num_workers' must be >= 0, got {d.num_workers!r}")
+    if d.prefetch_factor is not None and (d.prefetch_factor < 1 or d.num_workers == 0):
+        raise ValueError(
+            f"config key 'data.prefetch_factor' must be >= 1 and needs data.num_workers > 0, got "
+            f"{d.prefetch_factor!r} with {d.num_workers} workers"
+        )
     if o.weight_decay < 0:
         raise ValueError(f"config key 'optim.weight_decay' must be >= 0, got {o.weight_decay!r}")
     if not all(0.0 <= b < 1.0 for b in o.betas):
@@ -307,11 +325,15 @@ def _check_values(cfg: ExperimentConfig) -> None:
     every = t.check_val_every_n_epoch
     if every is not None and every <= 0:
         raise ValueError(f"config key 'trainer.check_val_every_n_epoch' must be > 0 or null, got {every!r}")
+    every_steps = t.checkpoint_every_n_steps
+    if every_steps is not None and every_steps <= 0:
+        key = "trainer.checkpoint_every_n_steps"
+        raise ValueError(f"config key {key!r} must be > 0 or null, got {every_steps!r}")
     if t.gradient_clip_val is not None and t.gradient_clip_val <= 0:
         raise ValueError(f"config key 'trainer.gradient_clip_val' must be > 0, got {t.gradient_clip_val!r}")
     if t.max_epochs <= 0 and t.max_steps <= 0:
         raise ValueError("config keys 'trainer.max_epochs' and 'trainer.max_steps' cannot both be <= 0")
-    if not d.train_csv and d.source in ("image_report", "chexpert"):
+    if not d.train_csv and d.source in ("image_report", "chexpert") and d.shards is None:
         raise ValueError(f"config key 'data.train_csv' is required for data.source={d.source!r}")
     if cfg.task == "classification" and d.source in ("image_report", "chexpert") and not d.classes:
         raise ValueError("config key 'data.classes' must list the label columns for classification")
@@ -322,6 +344,8 @@ def _check_values(cfg: ExperimentConfig) -> None:
             f"config key 'data.batch_size' must be >= 2 for pretraining (the contrastive loss needs other "
             f"pairs in the batch; one pair gives a loss of exactly 0), got {d.batch_size}"
         )
+    if d.shards is not None and (cfg.task != "pretrain" or d.train_pct != 1.0):
+        raise ValueError("config key 'data.shards' serves pretraining with data.train_pct 1 only")
     if cfg.task == "pretrain" and d.source != "image_report":
         raise ValueError(f"task 'pretrain' needs data.source 'image_report', got {d.source!r}")
     if t.grad_cache_chunks > 1:

@@ -26,7 +26,8 @@ TRAINING_LOSS_KEYS = ("loss", "global_loss", "local_loss")  # logged as train_/v
 class PretrainObjective:
     """{"image" [B,3,H,W], "text" list[str] (B)} -> {"loss", "global_loss", "local_loss"}.
 
-    Texts are cleaned and tokenised by ``model.process_text`` (``encode``); ``loss`` is the GLoRIA objective
+    A batch with ``caption_ids`` etc. (tokenised by the dataset's workers) is used as it is; otherwise texts
+    are cleaned and tokenised by ``model.process_text`` (``encode``). ``loss`` is the GLoRIA objective
     (``gloria.alignment.losses.gloria_objective``) with ``options``: with ``gather_negatives`` and several
     processes the negatives come from every process.
     """
@@ -37,7 +38,10 @@ class PretrainObjective:
 
     def encode(self, batch: Mapping[str, Any]) -> tuple[ImageFeatures, TextFeatures]:
         images: Tensor = batch["image"]
-        tokens = self.model.process_text(list(batch["text"]), images.device)
+        # tokens from the data pipeline (the loader's workers); else the texts are tokenised here
+        tokens = (
+            batch if "caption_ids" in batch else self.model.process_text(list(batch["text"]), images.device)
+        )
         return self.model.encode_images(images), self.model.encode_texts(tokens)
 
     def loss(self, image: ImageFeatures, text: TextFeatures) -> dict[str, Tensor]:

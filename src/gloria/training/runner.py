@@ -40,14 +40,16 @@ from gloria.training.experiment import (
     save_experiment,
 )
 from gloria.training.pretrain_module import PretrainModule
+from gloria.training.resumable import LastCheckpoint
 from gloria.training.run_guards import ContinuingCSVLogger, FiniteLoss, check_resume_settings, run_lock
 from gloria.training.segment_module import SegmentModule
 from gloria.training.sources import RSNA_CLASS
+from gloria.training.speed import apply_encoder_options, resolve_precision
 
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
-LAST_NAME = "last"  # checkpoints/last.ckpt, rewritten after every epoch
+LAST_NAME = "last"  # checkpoints/last.ckpt, rewritten after every epoch (and every N steps)
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -79,6 +81,9 @@ def build_module(cfg: ExperimentConfig, classes: list[str], *, trust: bool = Fal
 
 def module_for(cfg: ExperimentConfig, model: GLoRIA, classes: list[str]) -> L.LightningModule:
     """The task's LightningModule around ``model`` (classification and segmentation use its image tower)."""
+    m = cfg.model
+    options = {"activation_checkpointing": m.activation_checkpointing, "channels_last": m.channels_last}
+    apply_encoder_options(model, **options, compile=m.compile)
     if cfg.task == "pretrain":
         return PretrainModule(
             model,
@@ -157,13 +162,8 @@ def build_trainer(
         save_top_k=1,
     )
     # Lightning 2.6 writes save_last only when a top-k file was written: a second callback keeps last.ckpt
-    last = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename=LAST_NAME,
-        monitor=None,
-        save_top_k=1,
-        enable_version_counter=False,
-    )
+    # (also every trainer.checkpoint_every_n_steps steps and at a max_steps stop: resume anywhere)
+    last = LastCheckpoint(run_dir / "checkpoints", LAST_NAME, every_n_steps=t.checkpoint_every_n_steps)
     history = LossHistory()
     callbacks: list[Callback] = [checkpoint, last, history, BatchSeed(seed), FiniteLoss(), *extra]
     if cfg.scheduler.name == "plateau":
@@ -198,7 +198,7 @@ def build_trainer(
         devices=t.devices,
         num_nodes=t.num_nodes,
         strategy=t.strategy,
-        precision=t.precision,
+        precision=resolve_precision(t.precision, t.accelerator),  # type: ignore[arg-type]
         # gradient caching optimises manually and clips in the module (Lightning refuses both there)
         gradient_clip_val=t.gradient_clip_val if t.grad_cache_chunks == 1 else None,
         accumulate_grad_batches=t.accumulate_grad_batches,
@@ -326,7 +326,10 @@ def _run_single(
     model = build_gloria(cfg, trust=trust)
     module = module_for(cfg, model, classes)
     info = model_info(cfg.task, model.config, classes=classes, freeze_encoder=cfg.model.freeze_encoder)
-    datamodule = GloriaDataModule(cfg.task, cfg.data, transforms_of(cfg, module), seed=seed, classes=classes)
+    tokenizer = model.text_tokenizer() if cfg.task == "pretrain" else None  # tokenised in the loader workers
+    datamodule = GloriaDataModule(
+        cfg.task, cfg.data, transforms_of(cfg, module), seed=seed, classes=classes, tokenizer=tokenizer
+    )
     records = datamodule.load()
     if train and cfg.task == "pretrain" and len(records.train) < 2:
         raise ValueError(

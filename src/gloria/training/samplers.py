@@ -29,6 +29,8 @@ class SeededSampler(Sampler[SeededIndex]):
     several processes the order is padded by repetition to a multiple of the world size and rank r takes
     positions r, r+N, ... (every rank the same count, as the gathered loss needs). ``set_epoch`` is called
     by Lightning at every epoch start, so a resumed run sees the same order as an uninterrupted one.
+    ``resume_at(epoch, start)``: the next pass over ``epoch`` begins at this process's position ``start``
+    (a run resumed in the middle of an epoch); passes over other epochs start at 0.
     """
 
     def __init__(
@@ -51,6 +53,13 @@ class SeededSampler(Sampler[SeededIndex]):
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} outside world size {self.world_size}")
         self.epoch = 0
+        self._resume: tuple[int, int] | None = None  # (epoch, position) of the next pass
+
+    def resume_at(self, epoch: int, start: int) -> None:
+        if start < 0:
+            raise ValueError(f"sampler start position must be >= 0, got {start}")
+        self.epoch = epoch
+        self._resume = (epoch, start)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -67,5 +76,10 @@ class SeededSampler(Sampler[SeededIndex]):
         total = len(self) * self.world_size
         while len(order) < total:
             order += order[: total - len(order)]
-        for index in order[self.rank :: self.world_size]:
+        start = 0
+        if self._resume is not None:
+            if self._resume[0] == self.epoch:
+                start = self._resume[1]
+            self._resume = None
+        for index in order[self.rank :: self.world_size][start:]:
             yield index, draw_seed(self.seed, self.epoch if self.shuffle else 0, index)
