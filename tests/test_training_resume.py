@@ -229,7 +229,7 @@ def test_ctrl_c_mid_epoch_resumes_from_step_checkpoint(
     assert torch.load(last, weights_only=True)["global_step"] == 6
     resumed = runner.run_experiment(cfg, out_dir=tmp_path, resume="last")
     _assert_same_state(uninterrupted["last_checkpoint"], resumed["last_checkpoint"])
-    assert resumed["train_loss_curve"] == uninterrupted["train_loss_curve"][6:]
+    assert resumed["train_loss_curve"] == uninterrupted["train_loss_curve"]  # history kept from step 6
 
 
 def test_step_checkpoints_with_validation_every_n_steps_resume_exactly(
@@ -246,4 +246,4 @@ def test_step_checkpoints_with_validation_every_n_steps_resume_exactly(
     runner.run_experiment(cfg.replace(["trainer.max_steps=6"]), out_dir=tmp_path / "cut")
     resumed = runner.run_experiment(cfg, out_dir=tmp_path / "cut", resume="last")
     _assert_same_state(full["last_checkpoint"], resumed["last_checkpoint"])
-    assert resumed["train_loss_curve"] == full["train_loss_curve"][6:]
+    assert resumed["train_loss_curve"] == full["train_loss_curve"]  # history kept from step 6

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 
 from gloria.data.manifest import file_sha256
+from gloria.safe_yaml import load_yaml_file
 from gloria.tasks.benchmark_references import REFERENCES, references_for
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def load_suite(path: str | Path, root: str | Path | None = None) -> Suite:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"suite file not found: {path}")
-    raw = yaml.safe_load(path.read_text())
+    raw = load_yaml_file(path)  # no aliases; a syntax error names the file and line
     if not isinstance(raw, Mapping) or not isinstance(raw.get("evaluations"), list) or not raw["evaluations"]:
         raise ValueError(f"{path}: a suite needs a non-empty 'evaluations' list")
     unknown_top = set(raw) - {"evaluations", "root", "n_boot", "seed"}

@@ -331,11 +331,12 @@ def _run_single(
         cfg.task, cfg.data, transforms_of(cfg, module), seed=seed, classes=classes, tokenizer=tokenizer
     )
     records = datamodule.load()
-    if train and cfg.task == "pretrain" and len(records.train) < 2:
+    n_train = len(datamodule.shards["train"]) if "train" in datamodule.shards else len(records.train)
+    if train and cfg.task == "pretrain" and n_train < 2:
         raise ValueError(
             f"pretraining needs at least 2 training image-report pairs (the contrastive loss compares each "
             f"image with the other reports: one pair gives a loss of exactly 0); data.train_csv "
-            f"{cfg.data.train_csv!r} gives {len(records.train)} after splitting"
+            f"{cfg.data.shards or cfg.data.train_csv!r} gives {n_train} after splitting"
         )
     trainer, checkpoint, history, snapshots = build_trainer(
         cfg, run_dir, seed, resume_step, extra=[ModelInfo(info)]
