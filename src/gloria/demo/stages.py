@@ -72,7 +72,7 @@ def stage_synth(run: DemoRun) -> None:
 
 
 def prepare_pretraining(run: DemoRun) -> Path:
-    """Read the 5x200-style set and write the pretraining CSV without its studies; returns the CSV."""
+    """Read the 5x200-style set and write the pretraining CSV without its patients; returns the CSV."""
     data = EV.read_zero_shot_set(run.synth_root)
     run.eval_set = data
     rel = [p.relative_to(run.synth_root).as_posix() for p in data.paths]
@@ -135,7 +135,7 @@ def stage_pretrain(run: DemoRun) -> None:
     sec.text(
         f"Preset `{s.preset}` (image tower from scratch, {text_tower}) trained with "
         f"`gloria.training.runner` on the image-report CSV ({res.get('data', {}).get('train_rows')} training "
-        f"pairs, 5x200 studies removed, {per_step} per step), {s.pretrain_epochs} epochs of batch "
+        f"pairs, 5x200 patients removed, {per_step} per step), {s.pretrain_epochs} epochs of batch "
         f"{s.pretrain_batch_size}, lr {s.pretrain_lr:g}{extras}; best validation loss "
         f"{_num(res.get('best_score'))}. 'Random init' below is this model before training."
     )

@@ -54,7 +54,9 @@ class DataSection:
     label CSVs), ``rsna`` (``stage_2_train_labels.csv`` + DICOMs), ``siim`` (``train-rle.csv`` + DICOMs).
     CSV paths are relative to ``root`` unless absolute. Without ``valid_csv`` / ``test_csv`` the rows are
     split by patient with ``split_seed`` (``valid_fraction`` / ``test_fraction``) unless a split column
-    exists.
+    exists. ``exclude_csv`` (``image_report``): evaluation CSVs with a ``Path`` column (5x200-style) whose
+    patients leave every split, so no evaluation image or patient is trained on; ``None`` takes
+    ``<root>/chexpert_5x200.csv`` when that file exists, ``[]`` excludes nothing.
     """
 
     source: DataSource = "image_report"
@@ -79,6 +81,7 @@ class DataSection:
     num_workers: int = 0
     train_pct: float = 1.0
     balance_train: bool = False  # SIIM: as many negatives as positives in the training split
+    exclude_csv: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
