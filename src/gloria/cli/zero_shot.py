@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from gloria.cli.embed import add_model_argument, default_cache_dir, load_model
 
 log = logging.getLogger(__name__)
@@ -96,6 +94,8 @@ def _prompts(args: argparse.Namespace) -> tuple[dict[str, list[str]], dict[str, 
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from gloria.tasks import embed as E
     from gloria.tasks import zero_shot as Z
     from gloria.tasks.report import Report, add_zero_shot
