@@ -119,6 +119,7 @@ def stage_pretrain(run: DemoRun) -> None:
         "global_step": res.get("global_step"),
         "train_loss_curve": curve,
         "best_val_loss": res.get("best_score"),
+        "checkpoint": run.checkpoints["pretrained"],  # weights only: what a user reuses
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     sec = run.section("pretrain")
@@ -275,7 +276,13 @@ def stage_segmentation(run: DemoRun) -> None:
                 for k in ("data", "global_step", "train_loss_curve", "test_metrics", "test_checkpoint")
             }
         # the whole training set's run is the model's headline entry; every fraction is under by_fraction
-        out[name] = {**by_fraction.get("1", next(iter(by_fraction.values()))), "by_fraction": by_fraction}
+        headline = by_fraction.get("1", next(iter(by_fraction.values())))
+        out[name] = {**headline, "by_fraction": by_fraction}
+        for entry in by_fraction.values():  # only the headline U-Net is used again (example masks)
+            kept = entry.get("test_checkpoint")
+            if entry is not headline and kept and Path(kept).is_file():
+                Path(kept).unlink()
+                entry["test_checkpoint_deleted"] = True
     empty = training.empty_test_share(run.synth_root)
     out["empty_prediction_dice"] = empty
     run.results["segmentation"] = out

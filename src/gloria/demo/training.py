@@ -111,7 +111,18 @@ def pretrain(cfg: ExperimentConfig, runs: Path) -> tuple[GLoRIA, dict[str, Any]]
     if not checkpoint:
         raise RuntimeError("pretraining wrote no checkpoint")
     model = build_gloria(cfg.replace([f"model.checkpoint={checkpoint}"])).eval()
+    if checkpoint != results.get("last_checkpoint"):
+        drop_resume_state(results)
     return model, results
+
+
+def drop_resume_state(results: dict[str, Any]) -> None:
+    """Delete a finished run's ``last.ckpt`` (weights plus optimiser state, only needed to resume; the demo
+    never resumes): the best checkpoint, weights only, is what the demo and its user reuse."""
+    last = results.get("last_checkpoint")
+    if last and Path(last).is_file():
+        Path(last).unlink()
+        results["last_checkpoint"] = None
 
 
 def random_init_model(cfg: ExperimentConfig) -> GLoRIA:
@@ -178,7 +189,10 @@ def empty_test_share(synth_root: Path) -> float:
 
 def segment(cfg: ExperimentConfig, runs: Path) -> dict[str, Any]:
     """Fine-tune and test (best validation Dice); returns the runner's results."""
-    return run_experiment(cfg, train=True, test=True, out_dir=runs)
+    results = run_experiment(cfg, train=True, test=True, out_dir=runs)
+    if results.get("test_checkpoint") != results.get("last_checkpoint"):
+        drop_resume_state(results)
+    return results
 
 
 def predicted_masks(

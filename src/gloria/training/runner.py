@@ -158,6 +158,7 @@ def build_trainer(
         monitor=t.monitor,
         mode=t.monitor_mode,
         save_top_k=1,
+        save_weights_only=True,  # for testing and reuse; resuming reads last.ckpt (optimiser state)
     )
     # Lightning 2.6 writes save_last only when a top-k file was written: a second callback keeps last.ckpt
     last = ModelCheckpoint(
