@@ -93,6 +93,16 @@ def _prompts(args: argparse.Namespace) -> tuple[dict[str, list[str]], dict[str, 
     return load_prompt_file(args.prompts)
 
 
+def _spare_prompts(args: argparse.Namespace) -> dict[str, list[str]] | None:
+    """The generator's candidates per class (replacements for prompts too long for --legacy)."""
+    if args.prompts != "chexpert":
+        return None
+    from gloria.constants import class_prompt_vocabulary
+    from gloria.prompts import class_prompt_candidates
+
+    return {name: class_prompt_candidates(parts) for name, parts in class_prompt_vocabulary().items()}
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -108,6 +118,21 @@ def run(args: argparse.Namespace) -> int:
     if args.ensemble == "pairs" and negative is None:
         negative = Z.default_negatives(list(positive), args.negative_template)
     model = load_model(args.model, args.device)
+    fitted: dict[str, dict[str, list[str]]] = {}
+    if args.legacy:
+        positive, fitted = Z.fit_legacy_prompts(
+            positive, model.config.text.max_length, spare=_spare_prompts(args), seed=args.prompt_seed
+        )
+        for name, change in fitted.items():
+            log.warning(
+                "legacy: class %r: %d prompt(s) longer than the release's %d word slots skipped %s, "
+                "replaced by %s",
+                name,
+                len(change["skipped"]),
+                model.config.text.max_length - 1,
+                change["skipped"],
+                change["added"] or "none",
+            )
     cache = E.EmbeddingCache(
         Path(args.cache) if args.cache else default_cache_dir(), E.model_fingerprint(model)
     )
@@ -126,10 +151,17 @@ def run(args: argparse.Namespace) -> int:
         "legacy": args.legacy,
         "prompts": positive,
         "negative_prompts": negative if args.ensemble == "pairs" else None,
+        "legacy_prompts_replaced": fitted,
     }
     report.text(
         f"Model `{args.model}`, data `{args.data}`, ensemble `{args.ensemble}`, legacy {args.legacy}."
     )
+    for name, change in fitted.items():
+        report.text(
+            f"Legacy similarity: {len(change['skipped'])} prompt(s) of {name} have more characters than the "
+            f"release's {model.config.text.max_length - 1} word slots (the release crashed on them) and were "
+            f"skipped: {change['skipped']}; scored instead: {change['added'] or 'none'}."
+        )
     test = np.arange(len(labels))
     if args.calibrate:
         rng = np.random.default_rng(args.seed)
