@@ -276,6 +276,7 @@ def run_single(
                 else None,
                 "last_checkpoint": str(last_path) if last_path.is_file() else None,
                 "train_loss_curve": history.history,
+                "val_loss_curve": [list(p) for p in history.validation],  # [step, val_loss]
                 "fit_metrics": _floats(trainer.callback_metrics),
                 "snapshots": [str(p) for p in snapshots.written] if snapshots else [],
             }
