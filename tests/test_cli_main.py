@@ -40,3 +40,16 @@ def test_python_dash_m_gloria() -> None:
         [sys.executable, "-m", "gloria", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "demo" in out and "zero-shot" in out
+
+
+def test_help_imports_neither_torch_nor_the_data_stack() -> None:
+    """``gloria --help`` builds every command's parser; the heavy imports wait for a command's ``run``
+    (start-up time: bench/bench_cli.py)."""
+    heavy = ("torch", "numpy", "pandas", "lightning", "transformers")
+    code = (
+        "import sys\nfrom gloria.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+        f"    pass\nprint('IMPORTED', [m for m in {heavy!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "usage: gloria" in out
+    assert out.splitlines()[-1] == "IMPORTED []", out.splitlines()[-1]

@@ -77,6 +77,34 @@ def test_smoke_demo_writes_one_report_with_pictures(smoke: tuple[int, Path, dict
         assert data.startswith(PNG) and len(data) > 5000, rel
 
 
+def test_smoke_demo_keeps_only_the_checkpoints_a_user_needs(smoke: tuple[int, Path, dict[str, Any]]) -> None:
+    """No last.ckpt (optimiser state, only for resuming); the best checkpoints hold weights only; the
+    pretrained model's checkpoint, the one a user reuses, is kept."""
+    _, out, results = smoke
+    kept = sorted((out / "runs").rglob("*.ckpt"))
+    assert kept and not [p for p in kept if p.name == "last.ckpt"]
+    for path in kept:
+        assert "optimizer_states" not in torch.load(path, map_location="cpu", weights_only=True), path
+    assert Path(results["pretrain"]["checkpoint"]) in kept
+
+
+def test_smoke_demo_report_reads_its_tables_and_says_how_to_reuse_the_model(
+    smoke: tuple[int, Path, dict[str, Any]],
+) -> None:
+    _, out, results = smoke
+    report = (out / "report.md").read_text()
+    assert report.count("**Reading.**") >= 5  # zero-shot, retrieval, probe, segmentation, grounding
+    assert "always answering the largest class scores" in report and "macro F1" in report
+    assert "the top text is a" in report  # the retrieval hub is measured
+    assert "## Reuse the trained model" in report and "gloria zero-shot --model" in report
+    import gloria
+
+    model = gloria.load_gloria(results["pretrain"]["model_dir"])  # the reuse commands' model loads
+    assert model.config.image.backbone
+    assert results["pretrain"]["val_loss_curve"] and results["threads"] == 1
+    assert results["probe"]["over_seeds"]["pretrained"]
+
+
 def test_smoke_demo_numbers_are_finite_and_in_range(smoke: tuple[int, Path, dict[str, Any]]) -> None:
     _, _, results = smoke
     for model in ("pretrained", "random_init"):

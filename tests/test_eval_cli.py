@@ -71,6 +71,31 @@ def test_zero_shot_command_writes_metrics_scores_and_figures(
     assert (out / "figures" / "zero_shot_confusion.png").is_file()
 
 
+def test_zero_shot_legacy_skips_prompts_too_long_for_it(
+    synth_root: Path, model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The tiny model has 32 word slots: --legacy scores the prompts of at most 31 characters, names the
+    others; a class with no fitting prompt stops the command with its name."""
+    long = "moderate interstitial pulmonary edema present"
+    prompts = {"Atelectasis": ["atelectasis"], "Cardiomegaly": ["cardiomegaly"],
+               "Consolidation": ["consolidation"], "Edema": ["mild edema", long],
+               "Pleural Effusion": ["small effusion"]}  # fmt: skip
+    (tmp_path / "prompts.yaml").write_text(json.dumps(prompts))
+    out = tmp_path / "zs"
+    argv = ["zero-shot", "--model", str(model_dir), "--data", str(_csv(synth_root)), "--out", str(out),
+            "--cache", str(tmp_path / "cache"), "--n-boot", "20", "--legacy",
+            "--prompts", str(tmp_path / "prompts.yaml")]  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        assert run_command("zero_shot", argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["settings"]["legacy_prompts_replaced"] == {"Edema": {"skipped": [long], "added": []}}
+    assert long in caplog.text and long in (out / "report.md").read_text()
+    default = ["zero-shot", "--model", str(model_dir), "--data", str(_csv(synth_root)), "--out", str(out),
+               "--cache", str(tmp_path / "cache"), "--legacy"]  # fmt: skip
+    with pytest.raises(ValueError, match="no prompt of class 'Atelectasis' fits"):
+        run_command("zero_shot", default)
+
+
 def test_retrieve_command(synth_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "rt"
     argv = ["retrieve", "--model", "preset:tiny", "--data", str(_csv(synth_root)), "--out", str(out)]

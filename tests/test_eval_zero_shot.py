@@ -190,3 +190,28 @@ def test_legacy_equals_the_release_formula_written_as_a_loop(tiny_model, images)
     expected = (per_class - per_class.mean(0)) / per_class.std(0)
     ours = Z.zero_shot_scores(feats, prompts, tiny_model.config.alignment, legacy=True)
     np.testing.assert_allclose(ours.numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_fit_legacy_prompts_replaces_the_release_prompt_that_crashed_it() -> None:
+    """The release's own default draw (seed 6) has an 85-character Cardiomegaly prompt: 63 word slots (a
+    64-token text tower) cannot hold it. It is skipped and replaced by a fitting generator candidate."""
+    from gloria.constants import class_prompt_vocabulary
+    from gloria.model import release_cap_lens
+    from gloria.prompts import class_prompt_candidates, generate_chexpert_class_prompts
+
+    drawn = generate_chexpert_class_prompts(5, seed=6)
+    spare = {name: class_prompt_candidates(parts) for name, parts in class_prompt_vocabulary().items()}
+    kept, changes = Z.fit_legacy_prompts(drawn, 64, spare=spare, seed=6)
+    too_long = {n: [t for t in ts if release_cap_lens([t])[0] > 63] for n, ts in drawn.items()}
+    assert {n: c["skipped"] for n, c in changes.items()} == {n: t for n, t in too_long.items() if t}
+    assert "Cardiomegaly" in changes
+    for name, texts in kept.items():
+        assert len(texts) == 5 and all(1 <= release_cap_lens([t])[0] <= 63 for t in texts)
+        assert [t for t in drawn[name] if t in texts] == [t for t in drawn[name] if t not in too_long[name]]
+        assert set(texts) - set(drawn[name]) == set(changes.get(name, {}).get("added", []))
+        assert set(texts) <= set(spare[name])
+    # without spare candidates the long prompt is only skipped; a class left empty is an error
+    alone, changes = Z.fit_legacy_prompts({"Edema": ["edema", "x" * 40]}, 32)
+    assert alone == {"Edema": ["edema"]} and changes == {"Edema": {"skipped": ["x" * 40], "added": []}}
+    with pytest.raises(ValueError, match=r"'Edema'.*31 word slots"):
+        Z.fit_legacy_prompts({"Edema": ["x" * 40]}, 32)

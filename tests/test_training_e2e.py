@@ -47,6 +47,9 @@ def test_pretrain_tiny_through_run_py(synth_root: Path, tmp_path: Path) -> None:
         math.isfinite(res["test_metrics"]["test_loss"]) and res["test_checkpoint"] == res["best_checkpoint"]
     )
     assert (run / "checkpoints" / "last.ckpt").is_file() and Path(res["best_checkpoint"]).is_file()
+    # best: weights for testing and reuse; last: optimiser state too, for --resume
+    assert "optimizer_states" not in torch.load(res["best_checkpoint"], weights_only=True)
+    assert "optimizer_states" in torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert [Path(p).name for p in res["snapshots"]] == ["epoch_000.png", "epoch_001.png"]
     assert (run / "snapshots" / "epoch_001.png").stat().st_size > 1000
     assert "train_loss_step" in (run / "logs" / "metrics.csv").read_text()

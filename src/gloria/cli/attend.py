@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from gloria.cli.embed import add_model_argument, load_model
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--out {args.out} is a folder; give the PNG file to write (e.g. {args.out}/map.png)"
         )
+    import numpy as np
     import torch
 
     from gloria.data.cache import resize_longer_side
@@ -108,11 +110,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _argmax(m: np.ndarray) -> tuple[int, int]:
+    import numpy as np
+
     r, c = np.unravel_index(int(np.nanargmax(m)), m.shape)
     return int(r), int(c)
 
 
 def _mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
+    import numpy as np
+
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     return float(cols[0]), float(rows[0]), float(cols[-1] - cols[0] + 1), float(rows[-1] - rows[0] + 1)
 

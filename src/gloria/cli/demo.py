@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Any
 
@@ -31,7 +32,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice, or 1 when other work already keeps the cores "
+        "busy; numbers depend on the thread count)",
     )
     parser.set_defaults(func=run)
 
@@ -45,10 +50,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda: no CUDA device is available")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    threads, why = choose_threads(args.threads, os.getloadavg()[0], os.cpu_count() or 1)
+    if why:
+        log.warning("%s", why)
+    if threads is not None:
+        torch.set_num_threads(threads)
     if not args.verbose:  # the stage log is the progress report; Lightning's own notices are noise here
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     size = "smoke" if args.smoke else "quick" if args.quick else "default"
@@ -61,6 +69,20 @@ def run(args: argparse.Namespace) -> int:
     result = run_demo(settings, out=args.out, seed=args.seed, command=command)
     sys.stdout.write(terminal_summary(result.results, str(args.out)))
     return 1 if result.results.get("failed") else 0
+
+
+def choose_threads(requested: int | None, load: float, cores: int) -> tuple[int | None, str | None]:
+    """The torch thread count for the demo and why it was picked: ``requested`` when given; else 1 when the
+    1-minute load average already fills the cores (several spinning threads per core on a busy machine run
+    several times slower than one, docs/demo.md), else torch's default (``None``)."""
+    if requested is not None:
+        return requested, None
+    if load >= cores - 0.5:
+        return 1, (
+            f"this machine is busy (load average {load:.1f} on {cores} cores): running on 1 thread "
+            "(pass --threads N to choose; numbers depend on the thread count)"
+        )
+    return None, None
 
 
 def missing_text_model(preset: str) -> str | None:

@@ -9,8 +9,6 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gloria.data.csv_reports import ReportColumns
-
 if TYPE_CHECKING:
     from gloria.data.prepare import SplitMode
 
@@ -163,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
             root, mode=args.split or "patient", seed=seed, balance=not args.no_balance
         )
     else:
+        from gloria.data.csv_reports import ReportColumns
+
         labels = tuple(c.strip() for c in args.label_cols.split(",") if c.strip())
         columns = ReportColumns(
             path=args.path_col,

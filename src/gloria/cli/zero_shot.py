@@ -54,6 +54,16 @@ def _prompts(args: argparse.Namespace) -> tuple[dict[str, list[str]], dict[str, 
     return load_prompt_file(args.prompts)
 
 
+def _spare_prompts(args: argparse.Namespace) -> dict[str, list[str]] | None:
+    """The generator's candidates per class (replacements for prompts too long for --legacy)."""
+    if args.prompts != "chexpert":
+        return None
+    from gloria.constants import class_prompt_vocabulary
+    from gloria.prompts import class_prompt_candidates
+
+    return {name: class_prompt_candidates(parts) for name, parts in class_prompt_vocabulary().items()}
+
+
 def run(args: argparse.Namespace) -> int:
     from gloria.data.eval_set import read_eval_set
     from gloria.tasks import zero_shot as Z
@@ -65,6 +75,21 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"{args.data}: tasks {unknown} have no prompts; prompt classes are {list(positive)}")
     model = load_model(args)
+    fitted: dict[str, dict[str, list[str]]] = {}
+    if args.legacy:  # the release's word slots count characters: prompts too long for them are skipped
+        positive, fitted = Z.fit_legacy_prompts(
+            positive, model.config.text.max_length, spare=_spare_prompts(args), seed=args.prompt_seed
+        )
+        for name, change in fitted.items():
+            log.warning(
+                "legacy: class %r: %d prompt(s) longer than the release's %d word slots skipped %s, "
+                "replaced by %s",
+                name,
+                len(change["skipped"]),
+                model.config.text.max_length - 1,
+                change["skipped"],
+                change["added"] or "none",
+            )
     cache = embedding_cache(args, model)
     result = Z.run_zero_shot(
         model,
@@ -92,10 +117,17 @@ def run(args: argparse.Namespace) -> int:
         "legacy": args.legacy,
         "prompts": positive,
         "negative_prompts": negative if args.ensemble == "pairs" else None,
+        "legacy_prompts_skipped": fitted or None,
     }
     report.text(
         f"Model `{args.model}`, data `{args.data}`, ensemble `{args.ensemble}`, legacy {args.legacy}."
     )
+    for name, change in fitted.items():
+        report.text(
+            f"Legacy similarity: {len(change['skipped'])} prompt(s) of {name} have more characters than the "
+            f"release's {model.config.text.max_length - 1} word slots (the release crashed on them) and were "
+            f"skipped: {change['skipped']}; scored instead: {change['added'] or 'none'}."
+        )
     test_labels = result.labels[result.test_rows]
     if result.calibration is not None and result.calibrated is not None:
         cal = result.calibration

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,31 @@ class FiveBy200:
     def patients(self) -> set[str]:
         """``patientNNNNN`` ids of the drawn images: every study of theirs leaves pretraining (no leak)."""
         return {patient_id(p) for p in self.frame["Path"]}
+
+
+def patient_key(path: str) -> str:
+    """The patient an image path belongs to: its ``patientNNNNN`` component (CheXpert layout), else the
+    path itself (one image, one patient)."""
+    try:
+        return patient_id(path)
+    except ValueError:
+        return str(PurePosixPath(path))
+
+
+def evaluation_patients(csv_path: str | Path) -> set[str]:
+    """Patient keys of an evaluation CSV's ``Path`` column (a 5x200-style set, or any list of images)."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"evaluation CSV to exclude from training not found: {csv_path}")
+    frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    require_columns(frame, ("Path",), csv_path)
+    return {patient_key(p) for p in frame["Path"]}
+
+
+def without_patients(frame: pd.DataFrame, path_column: str, patients: set[str]) -> pd.DataFrame:
+    """The rows of ``frame`` whose image (``path_column``) belongs to none of ``patients``."""
+    keep = [patient_key(str(p)) not in patients for p in frame[path_column]]
+    return frame[keep]
 
 
 def paths_checksum(paths: pd.Series) -> str:

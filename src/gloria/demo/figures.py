@@ -38,17 +38,27 @@ def mask_box(mask: NDArray[np.bool_]) -> tuple[float, float, float, float]:
     )
 
 
-def loss_curve(curves: Mapping[str, Sequence[float]], *, chance: float | None = None) -> Figure:
-    """Training loss per step, one line per named curve; ``chance``: the loss of uninformative scores."""
+def loss_curve(
+    curves: Mapping[str, Sequence[float]],
+    *,
+    chance: float | None = None,
+    validation: Sequence[Sequence[float]] = (),
+    model: str = "GLoRIA pretrained",
+) -> Figure:
+    """Training loss per step, one line per named curve; ``validation``: ``[step, loss]`` points of the
+    validation loss; ``chance``: the loss of uninformative scores."""
     fig = plots.new_figure(5.0, 3.2)
     ax = fig.add_subplot()
     for name, values in curves.items():
         ax.plot(np.arange(1, len(values) + 1), values, label=name, linewidth=1.2)
+    if len(validation):
+        steps, losses = zip(*((float(p[0]), float(p[1])) for p in validation), strict=True)
+        ax.plot(steps, losses, marker="o", color="tab:red", linewidth=1.2, label="validation loss")
     if chance is not None:
         ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label="chance level")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("loss")
-    ax.set_title("GLoRIA pretraining (global + local contrastive loss)", fontsize=9)
+    ax.set_title(f"{model}: pretraining loss (global + local contrastive)", fontsize=9)
     ax.legend(fontsize=8)
     return fig
 
@@ -70,15 +80,26 @@ def attention_example(case: GroundingCase, maps: Mapping[str, Mapping[str, NDArr
     return fig
 
 
-def probe_curves(results: Mapping[str, Mapping[str, Mapping[str, object]]]) -> Figure:
-    """Mean test AUROC against the share of training labels: ``{model: {fraction: {mean_auroc, ...}}}``."""
+def probe_curves(
+    results: Mapping[str, Mapping[str, Mapping[str, object]]],
+    spread: Mapping[str, Mapping[str, Mapping[str, object]]] | None = None,
+) -> Figure:
+    """Mean test AUROC against the share of training labels: ``{model: {fraction: {mean_auroc, ...}}}``;
+    with ``spread`` (``{model: {fraction: {mean, std, values}}}`` over seeds) the mean over seeds with
+    one-standard-deviation error bars."""
     fig = plots.new_figure(4.6, 3.4)
     ax = fig.add_subplot()
     for name, by_fraction in results.items():
-        rows = sorted(by_fraction.values(), key=lambda r: float(r["fraction"]))  # type: ignore[arg-type]
-        x = [100 * float(r["fraction"]) for r in rows]  # type: ignore[arg-type]
-        y = [float(r["mean_auroc"]) for r in rows]  # type: ignore[arg-type]
-        ax.plot(x, y, marker="o", label=name)
+        rows = sorted(by_fraction.items(), key=lambda kv: float(kv[1]["fraction"]))  # type: ignore[arg-type]
+        x = [100 * float(r["fraction"]) for _, r in rows]  # type: ignore[arg-type]
+        seeds = (spread or {}).get(name)
+        if seeds:
+            y = [float(seeds[k]["mean"]) for k, _ in rows]  # type: ignore[arg-type]
+            err = [float(seeds[k]["std"]) for k, _ in rows]  # type: ignore[arg-type]
+            n = len(seeds[rows[0][0]]["values"])  # type: ignore[arg-type]
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{name} (mean +- sd, {n} seeds)")
+        else:
+            ax.plot(x, [float(r["mean_auroc"]) for _, r in rows], marker="o", label=name)  # type: ignore[arg-type]
     ax.set_xscale("log")
     ticks = sorted({100 * float(r["fraction"]) for by in results.values() for r in by.values()})  # type: ignore[arg-type]
     ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
@@ -87,7 +108,7 @@ def probe_curves(results: Mapping[str, Mapping[str, Mapping[str, object]]]) -> F
     ax.set_ylabel("mean AUROC (5 classes)")
     ax.axhline(0.5, color="gray", linestyle="--", linewidth=1)
     ax.set_ylim(0.3, 1.0)
-    ax.set_title("Linear probe on frozen features", fontsize=9)
+    ax.set_title(f"Linear probe on frozen features\n{' vs '.join(results)}", fontsize=9)
     ax.legend(fontsize=8)
     return fig
 

@@ -15,8 +15,10 @@ from typing import Any
 
 from gloria.demo import evaluate as EV
 from gloria.demo import figures, training
+from gloria.demo import readings as RD
 from gloria.demo.prompts import choose_prompts, corpus_vocabulary
 from gloria.demo.run import DemoRun
+from gloria.pretrained.convert import write_model_dir
 from gloria.tasks import embed as E
 from gloria.tasks import linear_probe as probe
 from gloria.tasks import retrieval as R
@@ -26,6 +28,8 @@ from gloria.tasks.report import add_grounding, add_retrieval, add_zero_shot
 
 log = logging.getLogger(__name__)
 
+PROBE_SEEDS = 3  # the linear probe's subsample seeds (the run's seed and the next ones)
+MODEL_DIR = "model"  # the pretrained model as a converted directory (gloria.load_gloria reads it)
 SEG_EXAMPLES = 3  # test images with a mask drawn with each encoder's predicted mask
 
 
@@ -65,7 +69,7 @@ def stage_synth(run: DemoRun) -> None:
 
 
 def prepare_pretraining(run: DemoRun) -> Path:
-    """Read the 5x200-style set and write the pretraining CSV without its studies; returns the CSV."""
+    """Read the 5x200-style set and write the pretraining CSV without its patients; returns the CSV."""
     data = EV.read_zero_shot_set(run.synth_root)
     run.eval_set = data
     rel = [p.relative_to(run.synth_root).as_posix() for p in data.paths]
@@ -112,6 +116,11 @@ def stage_pretrain(run: DemoRun) -> None:
         "global_step": res.get("global_step"),
         "train_loss_curve": curve,
         "best_val_loss": res.get("best_score"),
+        "checkpoint": run.checkpoints["pretrained"],  # weights only (the runner's format)
+        "val_loss_curve": res.get("val_loss_curve"),
+        "model_dir": str(
+            write_model_dir(model, run.out / MODEL_DIR, {"source": "gloria demo"}, written_by=run.command)
+        ),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     sec = run.section("pretrain")
@@ -128,7 +137,7 @@ def stage_pretrain(run: DemoRun) -> None:
     sec.text(
         f"Preset `{s.preset}` (image tower from scratch, {text_tower}) trained with "
         f"`gloria.training.runner` on the image-report CSV ({res.get('data', {}).get('train_rows')} training "
-        f"pairs, 5x200 studies removed, {per_step} per step), {s.pretrain_epochs} epochs of batch "
+        f"pairs, 5x200 patients removed, {per_step} per step), {s.pretrain_epochs} epochs of batch "
         f"{s.pretrain_batch_size}, lr {s.pretrain_lr:g}{extras}; best validation loss "
         f"{_num(res.get('best_score'))}. 'Random init' below is this model before training."
     )
@@ -136,9 +145,9 @@ def stage_pretrain(run: DemoRun) -> None:
         # uniform scores: each of the (global, local) x (image->text, text->image) terms is ln(batch)
         align = model.config.alignment
         chance = 2 * (align.global_weight + align.local_weight) * math.log(s.pretrain_batch_size)
-        sec.figure(
-            figures.loss_curve({"training loss": curve}, chance=chance), "pretrain_loss", "Pretraining loss"
-        )
+        validation = res.get("val_loss_curve") or []
+        fig = figures.loss_curve({"training loss": curve}, chance=chance, validation=validation)
+        sec.figure(fig, "pretrain_loss", "Pretraining loss")
         sec.text(f"Chance level (uniform scores over a batch of {s.pretrain_batch_size}): {chance:.2f}.")
 
 
@@ -158,7 +167,8 @@ def stage_zero_shot(run: DemoRun) -> None:
     chosen = choose_prompts(classes, corpus_vocabulary(run.train_reports), n=s.n_prompts, seed=run.seed)
     chance, _ = chance_levels(run.eval_set.tasks)
     out: dict[str, Any] = {"prompts": chosen.prompts, "prompt_source": chosen.source,
-                           "release_prompts_fitting": chosen.fitting, "chance": chance}  # fmt: skip
+                           "release_prompts_fitting": chosen.fitting, "chance": chance,
+                           "uniform_chance": 1.0 / len(classes)}  # fmt: skip
     sec = run.section("zero_shot")
     sec.heading("3. Zero-shot classification (5x200-style set)")
     release = [c for c, v in chosen.source.items() if v == "release"]
@@ -187,9 +197,11 @@ def stage_zero_shot(run: DemoRun) -> None:
             name=f"zero_shot_{name}",
             heading=run.title(name),
             level=3,
+            title=f"{run.title(name)}: zero-shot",
         )
         out[name] = result.evaluation
     run.results["zero_shot"] = out
+    _reading(sec, RD.zero_shot_reading(out))
 
 
 def stage_retrieval(run: DemoRun) -> None:
@@ -202,6 +214,7 @@ def stage_retrieval(run: DemoRun) -> None:
     out: dict[str, Any] = {
         "ks": [k for k in s.retrieval_ks if k <= len(run.eval_set.paths)],
         "chance": chance,
+        "classes": sorted(set(run.eval_set.tasks)),  # label c of top1_class_counts is classes[c]
     }
     for name in run.models:
         rows = R.run_retrieval(
@@ -212,19 +225,39 @@ def stage_retrieval(run: DemoRun) -> None:
             ks=s.retrieval_ks,
             batch_size=64,  # the text batches the demo's numbers were made with
         ).rows
-        add_retrieval(sec, rows, chance=chance, name=f"retrieval_{name}", heading=run.title(name), level=3)
+        add_retrieval(
+            sec,
+            rows,
+            chance=chance,
+            name=f"retrieval_{name}",
+            heading=run.title(name),
+            level=3,
+            title=f"{run.title(name)}: retrieval",
+        )
         out[name] = rows
     run.results["retrieval"] = out
+    _reading(sec, RD.retrieval_reading(out))
 
 
 def stage_probe(run: DemoRun) -> None:
     s = run.settings
     train = probe.read_labelled(run.synth_root, "train.csv")
     test = probe.read_labelled(run.synth_root, "valid.csv")
-    out: dict[str, Any] = {"fractions": list(s.probe_fractions)}
+    out: dict[str, Any] = {"fractions": list(s.probe_fractions), "over_seeds": {}}
+    seeds = [run.seed + k for k in range(PROBE_SEEDS)]
     for name in run.models:
         model = run.model(name)
-        out[name] = probe.run_linear_probe(model, train, test, s.probe_fractions, seed=run.seed)
+        features = (probe.pooled_features(model, train.paths), probe.pooled_features(model, test.paths))
+        by_seed = [
+            probe.linear_probe(features[0], train, features[1], test, s.probe_fractions, seed=seed)
+            for seed in seeds
+        ]
+        out[name] = by_seed[0]  # the run's own seed: the headline's entry
+        out["over_seeds"][name] = {
+            key: _spread([float(r[key]["mean_auroc"]) for r in by_seed])  # type: ignore[arg-type]
+            for key in by_seed[0]
+        }
+    out["seeds"] = seeds
     run.results["probe"] = out
     sec = run.section("probe")
     sec.heading("5. Linear probe (frozen encoder, 5 CheXpert competition labels)")
@@ -244,7 +277,22 @@ def stage_probe(run: DemoRun) -> None:
         ]
     )
     curves = {run.title(m): out[m] for m in run.models}
-    sec.figure(figures.probe_curves(curves), "probe_auroc", "Linear probe AUROC vs label fraction")
+    spread = {run.title(m): out["over_seeds"][m] for m in run.models}
+    sec.figure(figures.probe_curves(curves, spread), "probe_auroc", "Linear probe AUROC vs label fraction")
+    _reading(sec, RD.probe_reading(out), f"Over seeds {seeds} (the subsample per fraction is drawn per seed)")
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    """Mean and sample standard deviation of ``values`` (0 for one value)."""
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+    return {"mean": mean, "std": math.sqrt(var), "values": values}
+
+
+def _reading(sec: Any, lines: list[str], lead: str | None = None) -> None:
+    """The plain-language reading under a table (computed from its numbers)."""
+    if lines:
+        sec.text("**Reading.** " + (f"{lead}: " if lead else "") + " ".join(lines))
 
 
 def stage_segmentation(run: DemoRun) -> None:
@@ -267,7 +315,13 @@ def stage_segmentation(run: DemoRun) -> None:
                 for k in ("data", "global_step", "train_loss_curve", "test_metrics", "test_checkpoint")
             }
         # the whole training set's run is the model's headline entry; every fraction is under by_fraction
-        out[name] = {**by_fraction.get("1", next(iter(by_fraction.values()))), "by_fraction": by_fraction}
+        headline = by_fraction.get("1", next(iter(by_fraction.values())))
+        out[name] = {**headline, "by_fraction": by_fraction}
+        for entry in by_fraction.values():  # only the headline U-Net is used again (example masks)
+            kept = entry.get("test_checkpoint")
+            if entry is not headline and kept and Path(kept).is_file():
+                Path(kept).unlink()
+                entry["test_checkpoint_deleted"] = True
     empty = training.empty_test_share(run.synth_root)
     out["empty_prediction_dice"] = empty
     run.results["segmentation"] = out
@@ -306,6 +360,7 @@ def stage_segmentation(run: DemoRun) -> None:
             }
         ]
     )
+    _reading(sec, RD.segmentation_reading(out))
     tested = {run.title(m): out[m].get("test_checkpoint") for m in run.models}
     if all(tested.values()):
         data = training.segmentation_config(s, run.synth_root, None, run.seed, "segmentation_examples")
@@ -346,6 +401,7 @@ def stage_grounding(run: DemoRun) -> None:
     )
     for name in run.models:
         add_grounding(sec, outputs[name].summary, name=f"grounding_{name}", heading=run.title(name), level=3)
+    _reading(sec, RD.grounding_reading(run.results["grounding"]))
     if "pretrained" not in outputs:
         return
     for i, (case, maps) in enumerate(outputs["pretrained"].examples):

@@ -46,6 +46,24 @@ def headline_rows(results: Mapping[str, Any]) -> list[dict[str, object]]:
         {m: _value(_get(zs[m] or {}, "accuracy")) for m in MODELS},
         _get(results, "zero_shot", "chance"),
     )
+    add(
+        "zero-shot accuracy, 95% interval",
+        {m: _interval(_get(zs[m] or {}, "accuracy")) for m in MODELS},  # type: ignore[misc]
+    )
+    largest, uniform = (
+        _value(_get(results, "zero_shot", "chance")),
+        _value(_get(results, "zero_shot", "uniform_chance")),
+    )
+    add(
+        "zero-shot macro F1",
+        {m: _value(_get(zs[m] or {}, "macro_f1")) for m in MODELS},
+        # always the largest class: F1 2L/(1+L) on that class, 0 on the others
+        2 * largest / (1 + largest) * uniform if largest is not None and uniform is not None else None,
+    )
+    add(
+        "zero-shot macro F1, 95% interval",
+        {m: _interval(_get(zs[m] or {}, "macro_f1")) for m in MODELS},  # type: ignore[misc]
+    )
     add("zero-shot mean AUROC", {m: _value(_get(zs[m] or {}, "mean_auroc")) for m in MODELS}, 0.5)
     ks = _get(results, "retrieval", "ks") or []
     for k in ks[:2]:
@@ -88,6 +106,13 @@ def headline_rows(results: Mapping[str, Any]) -> list[dict[str, object]]:
         _value(_get(results, "grounding", "pretrained", "random", "pointing")),
     )
     return rows
+
+
+def _interval(ci: Any) -> str | None:
+    """``low-high`` of a bootstrap ``{value, low, high}`` result."""
+    if not isinstance(ci, Mapping) or _value(ci.get("low")) is None or _value(ci.get("high")) is None:
+        return None
+    return f"{float(ci['low']):.3f}-{float(ci['high']):.3f}"
 
 
 def _retrieval(results: Mapping[str, Any], model: str, k: int) -> float | None:

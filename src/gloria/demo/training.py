@@ -16,7 +16,7 @@ import torch
 from numpy.typing import NDArray
 
 from gloria.config import preset as model_preset
-from gloria.data.chexpert import study_key
+from gloria.data.chexpert_5x200 import patient_key, without_patients
 from gloria.demo.settings import DemoSettings
 from gloria.model import GLoRIA
 from gloria.pretrained.loading import load_gloria, load_model
@@ -30,17 +30,15 @@ SEG_VALIDATIONS = 5  # validations per U-Net fine-tune (the best validation Dice
 
 
 def pretraining_csv(synth_root: Path, zero_shot_paths: list[str], out: Path) -> tuple[Path, list[str]]:
-    """A copy of the reports CSV without the 5x200 set's studies (they are the zero-shot test images).
+    """A copy of the reports CSV without the 5x200 set's patients (their images are the zero-shot test set).
 
     Returns the CSV written under ``out`` and the training-split reports (the vocabulary prompts must fit).
     """
     frame = pd.read_csv(synth_root / REPORTS_CSV)
-    held_out = {study_key(p) for p in zero_shot_paths}
-    keep = [study_key(str(p)) not in held_out for p in frame["Path"]]
-    kept = frame[keep]
+    kept = without_patients(frame, "Path", {patient_key(p) for p in zero_shot_paths})
     out.parent.mkdir(parents=True, exist_ok=True)
     kept.to_csv(out, index=False)
-    log.info("pretraining reports: %d of %d rows (5x200 studies removed)", len(kept), len(frame))
+    log.info("pretraining reports: %d of %d rows (5x200 patients removed)", len(kept), len(frame))
     train = kept[kept["Split"].astype(str).str.lower() == "train"]
     return out, train["Report Impression"].fillna("").astype(str).tolist()
 
@@ -113,7 +111,19 @@ def pretrain(cfg: ExperimentConfig, runs: Path) -> tuple[GLoRIA, dict[str, Any]]
     checkpoint = results.get("best_checkpoint") or results.get("last_checkpoint")
     if not checkpoint:
         raise RuntimeError("pretraining wrote no checkpoint")
-    return load_gloria(checkpoint, "cpu"), results
+    model = load_gloria(checkpoint, "cpu")
+    if checkpoint != results.get("last_checkpoint"):
+        drop_resume_state(results)
+    return model, results
+
+
+def drop_resume_state(results: dict[str, Any]) -> None:
+    """Delete a finished run's ``last.ckpt`` (weights plus optimiser state, only needed to resume; the demo
+    never resumes): the best checkpoint, weights only, is what the demo and its user reuse."""
+    last = results.get("last_checkpoint")
+    if last and Path(last).is_file():
+        Path(last).unlink()
+        results["last_checkpoint"] = None
 
 
 def random_init_model(cfg: ExperimentConfig) -> GLoRIA:
@@ -180,7 +190,10 @@ def empty_test_share(synth_root: Path) -> float:
 
 def segment(cfg: ExperimentConfig, runs: Path) -> dict[str, Any]:
     """Fine-tune and test (best validation Dice); returns the runner's results."""
-    return run_experiment(cfg, train=True, test=True, out_dir=runs)
+    results = run_experiment(cfg, train=True, test=True, out_dir=runs)
+    if results.get("test_checkpoint") != results.get("last_checkpoint"):
+        drop_resume_state(results)
+    return results
 
 
 def predicted_masks(

@@ -57,37 +57,49 @@ def convert_checkpoint(
     digest = registry.check_sha256(source, sha256) if sha256 else registry.file_sha256(source)
     weights = read_weights(source, trust=trust)
     model = build_gloria_from(weights, text_model)
-    config = model.config
-    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
 
+    info: dict[str, Any] = {
+        "source_file": str(source.resolve()),
+        "source_name": source.name,
+        "source_sha256": digest,
+        "source_size_bytes": source.stat().st_size,
+        "source_kind": "release" if weights.config is None else "gloria train",
+        "lightning": weights.metadata.get("lightning", {}),
+        "release_hyper_parameters": weights.hyper_parameters,
+    }
+    write_model_dir(model, out, info, written_by="gloria convert")
+    if record:
+        registry.record_conversion(source, digest, out)
+    log.info("converted %s -> %s (sha256 %s)", source, out, digest)
+    return out
+
+
+def write_model_dir(model: Any, out: str | Path, info: dict[str, Any], *, written_by: str) -> Path:
+    """Write ``model`` (a GLoRIA) as a converted directory that ``load_gloria(out)`` reads: the weights as
+    ``model.safetensors``, the tokenizer files, ``config.yaml`` and ``metadata.json`` (``info`` plus the
+    weights' hash)."""
+    out = Path(out)
+    config = model.config
     out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     weights_path = out / registry.CONVERTED_WEIGHTS
     save_file(tensors, str(weights_path), metadata={"format": "pt", "gloria_format": str(FORMAT_VERSION)})
     stored = _store_text_model(model, config, out)
     (out / CONFIG_FILE).write_text(
-        "# GLoRIA configuration written by `gloria convert`; load with gloria.load_gloria(THIS_DIRECTORY)\n"
+        f"# GLoRIA configuration written by `{written_by}`; load with gloria.load_gloria(THIS_DIRECTORY)\n"
         + yaml.safe_dump(stored.to_dict(), sort_keys=False),
         encoding="utf-8",
     )
     metadata: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "source_file": str(source.resolve()),
-        "source_name": source.name,
-        "source_sha256": digest,
-        "source_size_bytes": source.stat().st_size,
+        **info,
         "weights_sha256": registry.file_sha256(weights_path),
         "converted_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "n_tensors": len(tensors),
         "backbone": config.image.backbone,
         "text_model": config.text.model,
-        "source_kind": "release" if weights.config is None else "gloria train",
-        "lightning": weights.metadata.get("lightning", {}),
-        "release_hyper_parameters": weights.hyper_parameters,
     }
     (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str), encoding="utf-8")
-    if record:
-        registry.record_conversion(source, digest, out)
-    log.info("converted %s -> %s (%d tensors, sha256 %s)", source, out, len(tensors), digest)
     return out
 
 

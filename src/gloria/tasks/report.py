@@ -99,9 +99,11 @@ def add_zero_shot(
     name: str = "zero_shot",
     heading: str | None = None,
     level: int = 2,
+    title: str | None = None,
 ) -> None:
     """Summary table, per-class AUROC, ROC curves and confusion matrix of ``zero_shot.evaluate_scores``
-    under ``heading`` (default: "Zero-shot classification (NAME)") at markdown ``level``."""
+    under ``heading`` (default: "Zero-shot classification (NAME)") at markdown ``level``; ``title`` (the
+    model's name) heads each figure."""
     s, y = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.int64)
     classes = list(evaluation["classes"])
     report.results[name] = dict(evaluation)
@@ -124,9 +126,16 @@ def add_zero_shot(
             fpr, tpr = M.roc_curve(y == i, s[:, i])
             curves[c] = (fpr, tpr, M.auroc(y == i, s[:, i]))
     if curves:
-        report.figure(plots.roc_curves(curves), f"{name}_roc", "ROC curves")
+        report.figure(_titled(plots.roc_curves(curves), title), f"{name}_roc", "ROC curves")
     cm = np.asarray(evaluation["confusion_matrix"])
-    report.figure(plots.confusion_matrix(cm, classes), f"{name}_confusion", "Confusion matrix")
+    fig = _titled(plots.confusion_matrix(cm, classes), title)
+    report.figure(fig, f"{name}_confusion", "Confusion matrix")
+
+
+def _titled(fig: Figure, title: str | None) -> Figure:
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
 
 
 def add_retrieval(
@@ -137,8 +146,10 @@ def add_retrieval(
     name: str = "retrieval",
     heading: str | None = None,
     level: int = 2,
+    title: str | None = None,
 ) -> None:
-    """Table and P@K bars of ``RetrievalResult.as_dict()`` rows, under ``heading`` at ``level``."""
+    """Table and P@K bars of ``RetrievalResult.as_dict()`` rows, under ``heading`` at ``level``; ``title``
+    (the model) heads the figure."""
     report.results[name] = list(results)
     report.heading(heading or "Retrieval (hit = same class)", level)
     rows = []
@@ -156,7 +167,8 @@ def add_retrieval(
     report.table(rows)
     if chance is not None:
         report.text(f"Chance (class share): {chance:.3f}.")
-    report.figure(plots.precision_at_k(series, chance=chance), f"{name}_precision_at_k", "Precision@K")
+    fig = _titled(plots.precision_at_k(series, chance=chance), title)
+    report.figure(fig, f"{name}_precision_at_k", "Precision@K")
 
 
 def add_grounding(

@@ -105,6 +105,8 @@ class RetrievalResult:
     precision: dict[int, float]
     n_queries: int
     n_candidates: int
+    top1_class_counts: tuple[int, ...] = ()  # queries whose top candidate has label c, per label value c
+    candidate_class_counts: tuple[int, ...] = ()  # candidates per label value
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -113,6 +115,8 @@ class RetrievalResult:
             "precision_at_k": {str(k): v for k, v in self.precision.items()},
             "n_queries": self.n_queries,
             "n_candidates": self.n_candidates,
+            "top1_class_counts": list(self.top1_class_counts),
+            "candidate_class_counts": list(self.candidate_class_counts),
         }
 
 
@@ -149,6 +153,8 @@ def evaluate_retrieval(
     if min(ks) < 1 or k_max > cand_lab.shape[0]:
         raise ValueError(f"K values {list(ks)} must lie in 1..{cand_lab.shape[0]} (the number of candidates)")
     hits_sum = torch.zeros(len(ks), dtype=torch.float64)
+    n_labels = int(max(int(cand_lab.max()), int(query_lab.max()))) + 1 if cand_lab.numel() else 0
+    top1 = torch.zeros(n_labels, dtype=torch.int64)
     chunks = score_chunks(
         inputs, direction=direction, similarity=similarity, alignment=alignment, chunk_size=chunk_size
     )
@@ -159,11 +165,21 @@ def evaluate_retrieval(
         hits = (cand_lab[top] == query_lab[q0 : q0 + scores.shape[0], None]).to(torch.float64)
         for i, k in enumerate(ks):
             hits_sum[i] += hits[:, :k].mean(dim=1).sum()
+        top1 += torch.bincount(cand_lab[top[:, 0]].long(), minlength=n_labels)
         bar.update(scores.shape[0])
     bar.close()
     precision = {int(k): float(hits_sum[i] / n_queries) for i, k in enumerate(ks)}
     log.info("%s %s: %s", direction, similarity, precision)
-    return RetrievalResult(direction, similarity, precision, n_queries, int(cand_lab.shape[0]))
+    candidates = torch.bincount(cand_lab.long(), minlength=n_labels)
+    return RetrievalResult(
+        direction,
+        similarity,
+        precision,
+        n_queries,
+        int(cand_lab.shape[0]),
+        tuple(int(c) for c in top1),
+        tuple(int(c) for c in candidates),
+    )
 
 
 def evaluate_grid(

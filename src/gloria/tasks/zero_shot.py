@@ -86,6 +86,47 @@ def _prompt_map(data: object, path: Path, where: str) -> dict[str, list[str]]:
     return out
 
 
+def fit_legacy_prompts(
+    prompts: Mapping[str, Sequence[str]],
+    num_slots: int,
+    *,
+    spare: Mapping[str, Sequence[str]] | None = None,
+    seed: int | None = 0,
+) -> tuple[dict[str, list[str]], dict[str, dict[str, list[str]]]]:
+    """The prompts the release's local similarity (``legacy=True``) can score with ``num_slots`` word slots:
+    its ``cap_len`` (characters other than "[", :func:`gloria.model.release_cap_lens`) must be in
+    1..num_slots - 1, else the release crashed. A prompt that does not fit is skipped; with ``spare``
+    (per class, candidates such as the generator's), it is replaced by a fitting candidate not yet used,
+    drawn with ``random.Random(seed)``. Returns (prompts, per changed class ``{"skipped", "added"}``); a class
+    left without a prompt raises ValueError naming it, its shortest prompt and the limit."""
+    import random
+
+    from gloria.model import release_cap_lens
+
+    def fits(text: str) -> bool:
+        return 1 <= release_cap_lens([text])[0] <= num_slots - 1
+
+    rng = random.Random(seed)
+    kept: dict[str, list[str]] = {}
+    changes: dict[str, dict[str, list[str]]] = {}
+    for name, texts in prompts.items():
+        good = [t for t in texts if fits(t)]
+        skipped = [t for t in texts if not fits(t)]
+        pool = [t for t in (spare or {}).get(name, ()) if fits(t) and t not in texts]
+        added = rng.sample(pool, min(len(skipped), len(pool))) if skipped else []
+        if not good and not added:
+            shortest = min(texts, key=lambda t: release_cap_lens([t])[0])
+            raise ValueError(
+                f"legacy zero-shot: no prompt of class {name!r} fits the release's {num_slots - 1} word "
+                f"slots (its shortest, {shortest!r}, has cap_len {release_cap_lens([shortest])[0]}); "
+                "give shorter prompts or score without --legacy"
+            )
+        kept[name] = good + added
+        if skipped:
+            changes[name] = {"skipped": skipped, "added": added}
+    return kept, changes
+
+
 @dataclass
 class ClassPrompts:
     """Encoded prompts of C classes: P texts, ``owner`` [P] class index, ``negative`` [P] bool."""

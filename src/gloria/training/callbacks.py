@@ -9,6 +9,7 @@ import logging
 import math
 import random
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -69,17 +70,25 @@ class PlateauOnValidation(Callback):
 
 
 class LossHistory(Callback):
-    """Keeps the training loss of every optimiser step (``history``) for the results JSON. The history is
-    part of the checkpoint, so a resumed run reports the whole curve, not only the resumed steps."""
+    """Keeps the training loss of every optimiser step (``history``) and the validation loss after every
+    validation (``validation``: ``[step, val_loss]``) for the results JSON. Both are part of the checkpoint,
+    so a resumed run reports the whole curves, not only the resumed steps."""
 
     def __init__(self) -> None:
         self.history: list[float] = []
+        self.validation: list[tuple[int, float]] = []
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get("val_loss")
+        if not trainer.sanity_checking and isinstance(value, torch.Tensor):
+            self.validation.append((int(trainer.global_step), float(value.detach())))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": list(self.history)}
+        return {"history": list(self.history), "validation": [list(v) for v in self.validation]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = [float(v) for v in state_dict.get("history", [])]
+        self.validation = [(int(step), float(v)) for step, v in state_dict.get("validation", [])]
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -87,6 +96,21 @@ class LossHistory(Callback):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if isinstance(loss, torch.Tensor):
             self.history.append(float(loss.detach()))
+
+
+ETA_WINDOW = 50  # steps whose pace gives the time left (validations in between included)
+
+
+def seconds_per_step(
+    marks: list[tuple[float, int]], now: float, step: int, started: float, start_step: int
+) -> float | None:
+    """Seconds per optimiser step over the last ``ETA_WINDOW`` steps (``marks``: (time, step) at batch ends,
+    oldest first) up to ``now``: a moving pace, not the first steps' (which drifts when the pace changes);
+    the average since the start before the window fills."""
+    if marks and step > marks[0][1] and len(marks) >= 2:
+        return (now - marks[0][0]) / (step - marks[0][1])
+    done = step - start_step
+    return (now - started) / done if done > 0 else None
 
 
 class ProgressLog(Callback):
@@ -105,15 +129,18 @@ class ProgressLog(Callback):
         self._last = 0.0
         self._start_step = 0
         self._seen = 0  # losses of history.history already reported
+        self._marks: deque[tuple[float, int]] = deque(maxlen=ETA_WINDOW)  # (time, step) of recent steps
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = self._last = time.perf_counter()
         self._start_step = trainer.global_step  # a resumed run counts its speed from here
         self._seen = len(self.history.history)
+        self._marks.clear()
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        self._marks.append((time.perf_counter(), trainer.global_step))
         if time.perf_counter() - self._last >= self.every_s:
             self._emit(trainer, validated=False)
 
@@ -135,9 +162,9 @@ class ProgressLog(Callback):
         value = trainer.callback_metrics.get(self.monitor)
         if validated and value is not None:
             parts.append(f"{self.monitor} {float(value):.4g}")
-        done = step - self._start_step
-        if done > 0 and math.isfinite(total) and total > step:
-            parts.append(f"about {(now - self._started) / done * (total - step):.0f} s left")
+        per_step = seconds_per_step(list(self._marks), now, step, self._started, self._start_step)
+        if per_step is not None and math.isfinite(total) and total > step:
+            parts.append(f"about {per_step * (total - step):.0f} s left")
         log.info(", ".join(parts))
 
 

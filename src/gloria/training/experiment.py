@@ -62,7 +62,9 @@ class DataSection:
     label CSVs), ``rsna`` (``stage_2_train_labels.csv`` + DICOMs), ``siim`` (``train-rle.csv`` + DICOMs).
     CSV paths are relative to ``root`` unless absolute. Without ``valid_csv`` / ``test_csv`` the rows are
     split by patient with ``split_seed`` (``valid_fraction`` / ``test_fraction``) unless a split column
-    exists.
+    exists. ``exclude_csv`` (``image_report``): evaluation CSVs with a ``Path`` column (5x200-style) whose
+    patients leave every split, so no evaluation image or patient is trained on; ``None`` takes
+    ``<root>/chexpert_5x200.csv`` when that file exists, ``[]`` excludes nothing.
     """
 
     source: DataSource = "image_report"
@@ -92,6 +94,8 @@ class DataSection:
     # pretraining from litdata shards (`gloria prepare ... --shards DIR`): a folder or object-store URL with
     # train/, valid/ (and test/); replaces the CSV and image files, which stay the path for small data
     shards: str | None = None
+    # image_report: evaluation CSVs (a Path column) whose patients leave every split
+    exclude_csv: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,7 @@ def build_trainer(
         monitor=t.monitor,
         mode=t.monitor_mode,
         save_top_k=1,
+        save_weights_only=True,  # for testing and reuse; resuming reads last.ckpt (optimiser state)
     )
     # Lightning 2.6 writes save_last only when a top-k file was written: a second callback keeps last.ckpt
     # (also every trainer.checkpoint_every_n_steps steps and at a max_steps stop: resume anywhere)
@@ -373,6 +374,7 @@ def _run_single(
                 else None,
                 "last_checkpoint": str(last_path) if last_path.is_file() else None,
                 "train_loss_curve": history.history,
+                "val_loss_curve": [list(p) for p in history.validation],  # [step, val_loss]
                 "fit_metrics": _floats(trainer.callback_metrics),
                 "snapshots": [str(p) for p in snapshots.written] if snapshots else [],
             }

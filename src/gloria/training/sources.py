@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from gloria.data import chexpert, rsna, siim
+from gloria.data.chexpert_5x200 import evaluation_patients, without_patients
 from gloria.data.csv_reports import ReportColumns, read_report_csv, report_records
 from gloria.data.records import (
     ImageReportRecord,
@@ -104,7 +105,36 @@ def _image_report(cfg: DataSection) -> dict[str, list[ImageReportRecord]]:
         for name, path in (("valid", cfg.valid_csv), ("test", cfg.test_csv)):
             if path:
                 frame = pd.concat([frame, read(path).assign(split=name)], ignore_index=True)
+    frame = _without_evaluation_patients(frame, cfg)
     return _by_split(report_records(frame), list(frame["split"]))
+
+
+DEFAULT_EXCLUDE_CSV = "chexpert_5x200.csv"
+
+
+def exclusion_csvs(cfg: DataSection) -> list[Path]:
+    """The evaluation CSVs whose patients leave training: ``data.exclude_csv`` (relative to ``root``), or
+    by default ``<root>/chexpert_5x200.csv`` when it exists."""
+    if cfg.exclude_csv is not None:
+        return [resolve(cfg.root, name) for name in cfg.exclude_csv]
+    default = resolve(cfg.root, DEFAULT_EXCLUDE_CSV)
+    return [default] if cfg.root and default.is_file() else []
+
+
+def _without_evaluation_patients(frame: pd.DataFrame, cfg: DataSection) -> pd.DataFrame:
+    """``frame`` without the rows of any patient of the evaluation CSVs (matched on the CSV's ``Path``)."""
+    for csv_path in exclusion_csvs(cfg):
+        patients = evaluation_patients(csv_path)
+        kept = without_patients(frame, "source_path", patients)
+        log.info(
+            "%s: %d rows of its %d patients removed from every split (%d rows kept)",
+            csv_path,
+            len(frame) - len(kept),
+            len(patients),
+            len(kept),
+        )
+        frame = kept
+    return frame
 
 
 def _chexpert(cfg: DataSection) -> dict[str, list[LabelledImageRecord]]:
@@ -190,7 +220,7 @@ def load_split_records(cfg: DataSection, *, seed: int) -> SplitRecords:
     full_train = len(splits["train"])
     train, kept = subsample(splits["train"], cfg.train_pct, seed)
     ids = [_portable_id(getattr(r, "path", i), cfg.root) for i, r in zip(kept, train)]
-    info = {
+    info: dict[str, Any] = {
         "source": cfg.source,
         "train_pct": cfg.train_pct,
         "train_pct_seed": seed,
@@ -200,6 +230,8 @@ def load_split_records(cfg: DataSection, *, seed: int) -> SplitRecords:
         "test_rows": len(splits["test"]),
         "train_ids_sha256": ids_checksum(ids),
     }
+    if cfg.source == "image_report":
+        info["excluded_patients_of"] = [str(p) for p in exclusion_csvs(cfg)]
     log.info(
         "data %s: train %d/%d, valid %d, test %d",
         cfg.source,

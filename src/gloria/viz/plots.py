@@ -42,8 +42,8 @@ def attention_overlays(
 ) -> Figure:
     """The grayscale image [H, W] and one panel per map [H, W] (original pixels, NaN = not seen).
 
-    Each map is shown in a jet colour scale over its own finite range; ``boxes`` (x, y, w, h) are drawn on
-    every panel.
+    Each map is shown in a jet colour scale over its own finite range, with its colourbar; ``boxes``
+    (x, y, w, h) are drawn on every panel.
     """
     if len(maps) != len(titles):
         raise ValueError(f"{len(maps)} maps but {len(titles)} titles")
@@ -64,7 +64,8 @@ def attention_overlays(
         ax = axes.ravel()[i]
         ax.imshow(image, cmap="gray", vmin=0, vmax=255)
         masked = np.ma.masked_invalid(np.asarray(m, dtype=np.float64))
-        ax.imshow(masked, cmap="jet", alpha=alpha)
+        shown = ax.imshow(masked, cmap="jet", alpha=alpha)
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=7)
         ax.set_title(title, fontsize=9)
     for ax in axes.ravel()[:panels]:
         for x, y, bw, bh in boxes:

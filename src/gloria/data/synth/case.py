@@ -89,7 +89,7 @@ def make_case(seed: int, index: int, cfg: SynthConfig) -> Case:
     frame = build_frame(anatomy, cfg.size, dome_lift(plans))
     findings = draw_findings(frame, plans, draw_rng, cfg)
     image = render(frame, findings, pixel_rng, cfg.noise)
-    report = write_report(plans, text_rng, cfg)
+    report = write_report([f.plan for f in findings], text_rng, cfg)  # as drawn (a line's side)
     labels = labels_from_spans(report.spans)
     return Case(
         index,

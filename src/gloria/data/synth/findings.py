@@ -6,7 +6,7 @@ to the zone the finding is named after, so masks and boxes are exact ground trut
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -324,13 +324,15 @@ def _draw_device(frame: Frame, plan: FindingPlan, rng: np.random.Generator, cfg:
         tip = top + float(rng.uniform(0.2, 0.35))
         pts = [_to_pixel(frame, 0.015, -1.05), _to_pixel(frame, 0.015, tip)]
     elif device == "central_line":
-        s = -1.0 if rng.random() < 0.7 else 1.0
+        s = -1.0 if rng.random() < 0.7 else 1.0  # u < 0 is image left, the patient's right
+        plan = replace(plan, attrs={**plan.attrs, "side": "right" if s < 0 else "left"})
         pts = [
             _to_pixel(frame, s * 0.45, -1.0),
             _to_pixel(frame, s * 0.2, top + 0.02),
             _to_pixel(frame, -0.04, top + float(rng.uniform(0.3, 0.45))),
         ]
     else:
+        plan = replace(plan, attrs={**plan.attrs, "side": "left"})  # u > 0: the patient's left
         gen = _to_pixel(frame, 0.55, top - 0.05)
         half = max(2, frame.size // 40)
         cv2.rectangle(canvas, (gen[0] - half, gen[1] - half // 2), (gen[0] + half, gen[1] + half // 2), 1, -1)
@@ -344,7 +346,9 @@ def _draw_device(frame: Frame, plan: FindingPlan, rng: np.random.Generator, cfg:
 def draw_findings(
     frame: Frame, plans: list[FindingPlan], rng: np.random.Generator, cfg: SynthConfig
 ) -> list[Finding]:
-    """Geometry of every planned finding on ``frame``; cardiomegaly's mask is the heart shadow."""
+    """Geometry of every planned finding on ``frame``; cardiomegaly's mask is the heart shadow. A drawn
+    finding's plan records what drawing decided (a central line's side, ``attrs["side"]``), so a report
+    written from ``[f.plan for f in findings]`` agrees with the picture."""
     out: list[Finding] = []
     for plan in plans:
         if plan.kind == "cardiomegaly":

@@ -127,13 +127,18 @@ class _Grammar:
                 cm = int(self.rng.integers(2, 7))
                 return [noun("endotracheal tube"), fill(f" terminates {cm} cm above the carina")]
             if device == "central_line":
-                side = self.pick(("right", "left"))
                 return [
-                    fill(f"{side} internal jugular "),
+                    (str(plan.attrs["side"]), "location", None, None, j),  # as drawn (_draw_device)
+                    fill(" internal jugular "),
                     noun("central venous catheter"),
                     fill(" tip in the SVC"),
                 ]
-            return [fill("left chest wall "), noun("pacemaker"), fill(" with leads in the right heart")]
+            return [
+                (str(plan.attrs["side"]), "location", None, None, j),
+                fill(" chest wall "),
+                noun("pacemaker"),
+                fill(" with leads projecting over the heart"),
+            ]
         segs = []
         if plan.hedged:
             segs += [(self.pick(HEDGE_PREFIX), "hedge", None, None, j), fill(" ")]
@@ -180,7 +185,10 @@ class _Grammar:
                 )
         elif kind == "consolidation":
             segs += self.severity(plan, j)
-            segs.append(noun(self.pick(("consolidation", "airspace consolidation"))))
+            name = self.pick(("consolidation", "airspace consolidation"))
+            if any(seg[1] == "severity" and seg[0] == "airspace" for seg in segs):  # said already
+                name = "consolidation"
+            segs.append(noun(name))
             if not brief and self.rng.random() < 0.4:
                 segs.append(fill(" with air bronchograms"))
             segs += [fill(self.pick((" in the ", " at the "))), *self.location(plan, j)]
