@@ -104,7 +104,8 @@ def test_one_row_training_set_is_refused(tmp_path: Path, caplog: pytest.LogCaptu
     )
     tiny = config_path("synth_pretrain_tiny.yaml")
     args = ["train", "-c", str(tiny), "--out", str(tmp_path / "out"), f"data.root={tmp_path}",
-            "data.train_csv=pairs.csv", "data.image_root=null", "trainer.accelerator=cpu"]  # fmt: skip
+            "data.train_csv=pairs.csv", "data.image_root=null", "data.exclude_csv=[]",
+            "trainer.accelerator=cpu"]  # fmt: skip
     assert main(args) == 1
     assert "pretraining needs at least 2 training image-report pairs" in caplog.text
     assert "gives 1 after splitting" in caplog.text

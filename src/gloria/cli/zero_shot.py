@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         "legacy": args.legacy,
         "prompts": positive,
         "negative_prompts": negative if args.ensemble == "pairs" else None,
-        "legacy_prompts_skipped": fitted or None,
+        "legacy_prompts_replaced": fitted or None,
     }
     report.text(
         f"Model `{args.model}`, data `{args.data}`, ensemble `{args.ensemble}`, legacy {args.legacy}."
