@@ -10,6 +10,15 @@ import torch
 
 
 @pytest.fixture(autouse=True)
+def _warnings_once_per_test() -> None:
+    """Warnings logged once per distinct text (gloria.data.reports) are logged again in every test, so a
+    test's caplog does not depend on which tests ran before it."""
+    from gloria.data.reports import _warn_kept
+
+    _warn_kept.cache_clear()
+
+
+@pytest.fixture(autouse=True)
 def _seed_everything() -> None:
     random.seed(0)
     np.random.seed(0)

@@ -9,10 +9,11 @@ import pytest
 
 from gloria.data.manifest import file_sha256
 from gloria.data.synth import SynthConfig, generate
-from gloria.tasks.benchmark import load_suite
+from gloria.tasks.benchmark import load_suite, suite_file
 from support.eval_cli import run_command, write_model_dir
 
-SUITE = Path(__file__).resolve().parents[1] / "configs" / "benchmarks" / "synthcxr.yaml"
+SUITE = Path(__file__).resolve().parents[1] / "src" / "gloria" / "assets" / "benchmarks" / "synthcxr.yaml"
+REAL = Path(__file__).resolve().parents[1] / "configs" / "benchmarks" / "real.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_synthcxr_suite_runs_every_benchmark(synth_root: Path, tmp_path: Path, tiny_model) -> None:
     model = write_model_dir(tiny_model, tmp_path / "model")
     out = tmp_path / "bench"
-    argv = ["benchmark", "--model", str(model), "--suite", str(SUITE), "--root", str(synth_root)]
+    argv = ["benchmark", "--model", str(model), "--suite", "synthcxr", "--root", str(synth_root)]  # by name
     argv += ["--out", str(out), "--n-boot", "20", "--cache", str(tmp_path / "cache")]
     assert run_command("benchmark", argv) == 0
     res = json.loads((out / "benchmark.json").read_text())
@@ -66,20 +67,23 @@ def test_valid_data_joins_a_separate_validation_csv(synth_root: Path, tmp_path: 
     rows = pd.read_csv(synth_root / "synth_rsna_binary.csv")
     rows[rows["split"] == "valid"].to_csv(synth_root / "bin_valid.csv", index=False)
     rows[rows["split"] == "test"].drop(columns="split").to_csv(synth_root / "bin_test.csv", index=False)
-    suite_file = tmp_path / "suite.yaml"
+    suite_yaml = tmp_path / "suite.yaml"
     prompts = SUITE.parent / "synthcxr_prompts.yaml"
-    suite_file.write_text(
+    suite_yaml.write_text(
         "n_boot: 5\nevaluations:\n  - {name: b, kind: zero_shot_labels, data: bin_test.csv, "
         f"valid_data: bin_valid.csv, prompts: {prompts}, classes: [Pneumonia]}}\n"
     )
-    result = run_suite(tiny_model, load_suite(suite_file, synth_root))["evaluations"]["b"]
+    result = run_suite(tiny_model, load_suite(suite_yaml, synth_root))["evaluations"]["b"]
     assert result["result"]["n_valid"] == int((rows["split"] == "valid").sum())
     assert result["result"]["n_test"] == int((rows["split"] == "test").sum())
     assert result["data"]["valid_data"]["sha256"] == file_sha256(synth_root / "bin_valid.csv")
 
 
 def test_suite_errors_name_the_entry(tmp_path: Path) -> None:
-    real = load_suite(SUITE.parent / "real.yaml", tmp_path)  # the shipped real-data suite is well formed
+    assert suite_file("synthcxr").resolve() == SUITE  # the packaged suite by name
+    with pytest.raises(FileNotFoundError, match=r"packaged suites: \['synthcxr'\]"):
+        suite_file("synthcx")
+    real = load_suite(REAL, tmp_path)  # the shipped real-data suite is well formed
     assert len(real.evaluations) == 9 and all(str(e.data).startswith(str(tmp_path)) for e in real.evaluations)
     bad = tmp_path / "suite.yaml"
     bad.write_text("evaluations:\n  - {name: a, kind: nope, data: x.csv}\n")

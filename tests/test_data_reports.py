@@ -63,6 +63,11 @@ def test_one_token_pieces_kept_only_where_the_release_empties_the_text(
     with caplog.at_level(logging.WARNING, logger="gloria.data.reports"):
         assert clean_text("1. Chest. Normal.") == "chest normal"  # the release: ""
     assert "one-word pieces are kept" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="gloria.data.reports"):
+        for _ in range(3):  # prompts are cleaned on every scoring call: the warning comes once per text
+            assert clean_text("1. Chest. Normal.") == "chest normal"
+    assert "one-word pieces are kept" not in caplog.text
 
 
 def test_blank_text_is_empty_without_warning(caplog: pytest.LogCaptureFixture) -> None:

@@ -15,7 +15,7 @@ import torch
 from gloria.cli.main import main
 from support.scratch import scratch_dir
 
-STAGES = ["synth", "pretrain", "zero_shot", "retrieval", "probe", "segmentation", "grounding"]
+STAGES = ["synth", "pretrain", "zero_shot", "retrieval", "probe", "segmentation", "grounding", "benchmark"]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -37,11 +37,11 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path,
 
 
 def numbers(tree: Any, prefix: str = "") -> dict[str, float]:
-    """Every numeric leaf by its key path, leaving out timings."""
+    """Every numeric leaf by its key path, leaving out the machine's readings (timings, load average)."""
     out: dict[str, float] = {}
     if isinstance(tree, dict):
         for key, value in tree.items():
-            if key == "timings":
+            if key == "timings" or key.startswith("load_average"):
                 continue
             out.update(numbers(value, f"{prefix}/{key}"))
     elif isinstance(tree, list):
@@ -65,6 +65,7 @@ def test_smoke_demo_writes_one_report_with_pictures(smoke: tuple[int, Path, dict
         "## 5. Linear probe",
         "## 6. Segmentation",
         "## 7. Word-to-region",
+        "## 8. The benchmark suite",
     ):
         assert heading in report
     linked = [line.split("](")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
@@ -93,7 +94,7 @@ def test_smoke_demo_report_reads_its_tables_and_says_how_to_reuse_the_model(
 ) -> None:
     _, out, results = smoke
     report = (out / "report.md").read_text()
-    assert report.count("**Reading.**") >= 5  # zero-shot, retrieval, probe, segmentation, grounding
+    assert report.count("**Reading.**") >= 6  # zero-shot, retrieval, probe, segmentation, grounding, suite
     assert "always answering the largest class scores" in report and "macro F1" in report
     assert "the top text is a" in report  # the retrieval hub is measured
     assert "## Reuse the trained model" in report and "gloria zero-shot --model" in report
@@ -124,6 +125,19 @@ def test_smoke_demo_numbers_are_finite_and_in_range(smoke: tuple[int, Path, dict
         assert {"two_stage", "random", "prior_class", "prior_class_side_level"} <= set(grounding)
         assert all(0.0 <= g["pointing"] <= 1.0 for g in grounding.values())
     assert 0.0 < results["segmentation"]["empty_prediction_dice"] < 1.0
+    bench = results["benchmark"]  # the packaged SynthCXR suite on both models, every evaluation
+    from gloria.tasks.benchmark import load_suite
+
+    names = [e.name for e in load_suite("synthcxr").evaluations]
+    for model in ("pretrained", "random_init"):
+        assert list(bench[model]["evaluations"]) == names
+        values = [r["ours"]["value"] for r in bench[model]["rows"]]
+        assert values and all(math.isfinite(v) for v in values)
+    assert [r["metric"] for r in bench["pretrained"]["rows"]] == [
+        r["metric"] for r in bench["random_init"]["rows"]
+    ]
+    assert set(bench["data"]) == {"multilabel", "rsna_binary", "siim_binary", "phrase_boxes", "rsna_boxes",
+                                  "siim_masks"}  # fmt: skip
     curve = results["pretrain"]["train_loss_curve"]
     assert curve and all(math.isfinite(v) for v in curve)
     assert results["pretrain"]["global_step"] == len(curve) > 0

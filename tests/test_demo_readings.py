@@ -112,3 +112,35 @@ def test_probe_reading_uses_the_spread_over_seeds() -> None:
     lines = R.probe_reading(probe)
     assert lines[0].endswith("pretrained is within the spread of random init.")
     assert lines[1].endswith("pretrained is ahead of random init.") and "over 3 seeds" in lines[1]
+
+
+def _suite(model_values: list[dict], cnr: float, prior_cnr: float, aurocs: list[dict]) -> dict:
+    """A ``run_suite``-shaped result: rows (model rows then one prior row), two label sets, one grounding."""
+    rows = [{"benchmark": "b", "method": "macro", "metric": "auroc", "ours": v} for v in model_values]
+    rows.append({"benchmark": "g", "method": "prior_class", "metric": "cnr", "ours": {"value": prior_cnr}})
+    evaluations = {f"labels_{i}": {"kind": "zero_shot_labels", "result": {"macro": {"auroc": a}}}
+                   for i, a in enumerate(aurocs)}  # fmt: skip
+    evaluations["g"] = {"kind": "grounding", "result": {"methods": {
+        "two_stage": {"cnr": {"value": cnr}}, "prior_class": {"cnr": {"value": prior_cnr}}}}}  # fmt: skip
+    return {"rows": rows, "evaluations": evaluations}
+
+
+def test_benchmark_reading_counts_pretrained_against_random_init_and_the_levels() -> None:
+    high, low, mid = ({"value": 0.8, "low": 0.7, "high": 0.9}, {"value": 0.4, "low": 0.3, "high": 0.5},
+                      {"value": 0.6, "low": 0.45, "high": 0.75})  # fmt: skip
+    bench = {
+        "pretrained": _suite([high, high, mid], cnr=0.5, prior_cnr=1.2, aurocs=[high, mid]),
+        "random_init": _suite([low, mid, mid], cnr=1.5, prior_cnr=1.2, aurocs=[low, low]),
+    }
+    text = " ".join(R.benchmark_reading(bench))
+    # the prior row (an image-blind baseline) is not counted; high vs low above, high vs mid and mid vs mid
+    # overlap
+    assert "Of 3 numbers of the models themselves" in text
+    assert "above its random init on 1, below on 0 and level with it on 2" in text
+    assert "**GLoRIA pretrained**: binary / multi-label zero-shot macro AUROC above 0.5" in text
+    assert "on 1 of 2 sets; attention's CNR below the better image-blind prior on 1 of 1" in text
+    assert (
+        "**random init**: binary / multi-label zero-shot macro AUROC above 0.5 (interval excluding it) on "
+        "0 of 2" in text
+    )
+    assert "prior on 0 of 1 grounding sets" in text

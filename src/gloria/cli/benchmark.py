@@ -22,7 +22,9 @@ def register(subparsers: Any) -> None:
         description="Run the evaluations of a suite YAML and write benchmark.md and benchmark.json.",
     )
     add_model_argument(parser)
-    parser.add_argument("--suite", required=True, help="suite YAML (e.g. configs/benchmarks/synthcxr.yaml)")
+    parser.add_argument(
+        "--suite", required=True, help="suite YAML, or a packaged suite's name: synthcxr (SynthCXR, offline)"
+    )
     parser.add_argument("--root", default=None, help="folder the suite's data paths are relative to")
     parser.add_argument("--only", default="", help="comma-separated evaluation names (default: all)")
     parser.add_argument("--n-boot", type=int, default=None, help="bootstrap resamples (default: the suite's)")

@@ -6,6 +6,7 @@ captions; ``sample_sentence`` draws one of them per access (the release's ``full
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import re
@@ -47,6 +48,12 @@ def _clean(text: str, min_tokens: int) -> str:
     return " ".join(kept)
 
 
+@functools.lru_cache(maxsize=4096)
+def _warn_kept(text: str) -> None:
+    """The one-word-pieces warning, once per distinct text (prompts are cleaned on every scoring call)."""
+    log.warning("text %r: the release's cleaning empties it; its one-word pieces are kept", text)
+
+
 def clean_text(text: str, *, keep_short: bool = True) -> str:
     """Clean a prompt or report into one lower-case string of ASCII word tokens separated by spaces.
 
@@ -64,7 +71,7 @@ def clean_text(text: str, *, keep_short: bool = True) -> str:
     if keep_short and not cleaned.strip() and text.strip():
         short = _clean(text, 1)
         if short.strip():
-            log.warning("text %r: the release's cleaning empties it; its one-word pieces are kept", text[:80])
+            _warn_kept(text[:80])
             cleaned = short
     if not cleaned.strip() and text.strip():
         log.warning("text %r is empty after cleaning (keep_short=%s)", text[:80], keep_short)

@@ -243,6 +243,67 @@ def grounding_reading(gr: Mapping[str, Any]) -> list[str]:
     return out
 
 
+# --------------------------------------------------------------------------------------------- benchmark
+
+BASELINE_METHODS = ("random", "prior_class", "prior_class_side_level")  # image-blind grounding levels
+
+
+def benchmark_reading(bench: Mapping[str, Any]) -> list[str]:
+    """The SynthCXR suite (``{model: run_suite result}``): the pretrained model against its random init on
+    every number of the models themselves, zero-shot AUROC against 0.5, attention's CNR against the better
+    image-blind prior."""
+    out = []
+    rows = {m: bench[m].get("rows") or [] for m in MODELS if isinstance(bench.get(m), Mapping)}
+    if len(rows) == 2 and len(rows["pretrained"]) == len(rows["random_init"]):
+        verdicts = [
+            compare(a["ours"], b["ours"]).split(" (")[0]
+            for a, b in zip(rows["pretrained"], rows["random_init"], strict=True)
+            if a["method"] not in BASELINE_METHODS
+        ]
+        out.append(
+            f"Of {len(verdicts)} numbers of the models themselves, the pretrained model is above its random "
+            f"init on {verdicts.count('above')}, below on {verdicts.count('below')} and level with it on "
+            f"{verdicts.count('level with')} (a difference counts when the 95% intervals do not overlap)."
+        )
+    for m in MODELS:
+        evaluations = (bench.get(m) or {}).get("evaluations") or {}
+        aurocs = [
+            _num((e["result"].get("macro") or {}).get("auroc"))
+            for e in evaluations.values()
+            if e.get("kind") == "zero_shot_labels"
+        ]
+        above = [
+            name
+            for name, e in evaluations.items()
+            if e.get("kind") == "zero_shot_labels"
+            and _num(((e["result"].get("macro") or {}).get("auroc") or {}).get("low")) is not None
+            and float(e["result"]["macro"]["auroc"]["low"]) > 0.5
+        ]
+        grounding = [e["result"]["methods"] for e in evaluations.values() if e.get("kind") == "grounding"]
+        below_prior = 0
+        for methods in grounding:
+            att = _num((methods.get("two_stage") or {}).get("cnr"))
+            priors = [_num((methods.get(b) or {}).get("cnr")) for b in BASELINE_METHODS[1:]]
+            known = [v for v in priors if v is not None]
+            if att is not None and known and att < max(known):
+                below_prior += 1
+        if not aurocs and not grounding:
+            continue
+        line = f"**{TITLES[m]}**:"
+        if aurocs:
+            line += (
+                f" binary / multi-label zero-shot macro AUROC above 0.5 (interval excluding it) on "
+                f"{len(above)} of {len(aurocs)} sets"
+            )
+        if grounding:
+            line += (
+                f"{';' if aurocs else ''} attention's CNR below the better image-blind prior on "
+                f"{below_prior} of {len(grounding)} grounding sets"
+            )
+        out.append(line + ".")
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- headline
 
 

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["zero_shot_multiclass", "zero_shot_labels", "grounding"]
 KINDS: tuple[Kind, ...] = ("zero_shot_multiclass", "zero_shot_labels", "grounding")
+PACKAGED_SUITES = ("synthcxr",)  # suites run by name (their prompt files sit beside them)
 # metrics shown in the table per kind (every number stays in the JSON)
 SHOWN: dict[str, tuple[str, ...]] = {
     "zero_shot_multiclass": ("accuracy", "macro_f1", "mean_auroc"),
@@ -69,12 +70,30 @@ class Suite:
     seed: int = 0
 
 
+def packaged_suites() -> dict[str, Path]:
+    """The suites shipped inside the package (``gloria/assets/benchmarks/<name>.yaml``), by name."""
+    import importlib.resources
+
+    folder = Path(str(importlib.resources.files("gloria") / "assets" / "benchmarks"))
+    return {p.stem: p for p in sorted(folder.glob("*.yaml")) if p.stem in PACKAGED_SUITES}
+
+
+def suite_file(spec: str | Path) -> Path:
+    """A suite YAML path, or the name of a packaged suite (``synthcxr``)."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    packaged = packaged_suites()
+    if str(spec) in packaged:
+        return packaged[str(spec)]
+    raise FileNotFoundError(f"suite file not found: {spec} (packaged suites: {sorted(packaged)})")
+
+
 def load_suite(path: str | Path, root: str | Path | None = None) -> Suite:
-    """Read a suite YAML; data paths are relative to ``root`` (default: the suite's ``root`` key, relative
-    to the suite file, else the suite's folder). Errors name the file and the entry."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"suite file not found: {path}")
+    """Read a suite YAML (or a packaged suite by name); data paths are relative to ``root`` (default: the
+    suite's ``root`` key, relative to the suite file, else the suite's folder). Errors name the file and
+    the entry."""
+    path = suite_file(path)
     raw = load_yaml_file(path)  # no aliases; a syntax error names the file and line
     if not isinstance(raw, Mapping) or not isinstance(raw.get("evaluations"), list) or not raw["evaluations"]:
         raise ValueError(f"{path}: a suite needs a non-empty 'evaluations' list")
