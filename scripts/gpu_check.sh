@@ -22,7 +22,7 @@ step() {  # step NAME COMMAND...: run, log to OUT/NAME.log, remember a failure, 
     tail -n 5 "$out/$name.log"
 }
 python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name())" || exit 1
-step tests python3 -m pytest -m gpu tests/test_cuda.py -q -p no:cacheprovider
+step tests python3 -m pytest -m gpu tests/test_training_cuda.py -q -p no:cacheprovider
 step bench python3 bench/bench_gpu.py --out "$out/gpu.json"
 step demo python3 -m gloria demo --quick --device cuda --out /tmp/demo_cuda
 cp /tmp/demo_cuda/results.json "$out/demo_cuda_results.json" 2>/dev/null

@@ -15,7 +15,7 @@ from gloria.cli.main import main
 from gloria.tasks import embed as E
 from gloria.tasks.zero_shot import encode_class_prompts, load_prompt_file
 from support.training_runs import config_path
-from test_eval_embed_cache import CountingModel, _write_images
+from test_tasks_embed_cache import CountingModel, _write_images
 
 
 def _entries(cache: E.EmbeddingCache) -> list[Path]:
