@@ -127,3 +127,30 @@ def run_grad_cache(rank: int, world_size: int, batch: int, out_dir: str, port: i
         torch.save({"losses": losses, "grads": grads}, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+def run_false_negatives(
+    rank: int, world_size: int, batch: int, out_dir: str, port: int, keys: torch.Tensor
+) -> None:
+    """As ``run``, with ``loss.false_negatives: same_text``: each rank passes its pairs' group ``keys``."""
+    from gloria.alignment.losses import gloria_objective
+    from gloria.alignment.options import LossOptions
+
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        inputs = make_inputs(batch * world_size)
+        mine = {k: v[rank * batch : (rank + 1) * batch] for k, v in inputs.items()}
+        model = DistributedDataParallel(make_model())
+        image, text = model(mine)
+        options = LossOptions(false_negatives="same_text")
+        groups = keys[rank * batch : (rank + 1) * batch]
+        losses = gloria_objective(image, text, AlignmentConfig(), options, groups=groups)
+        losses["loss"].backward()
+        grads = {name: p.grad.detach().clone() for name, p in model.module.named_parameters()}
+        values = {k: v.detach() for k, v in losses.items()}
+        torch.save({"losses": values, "grads": grads}, Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()

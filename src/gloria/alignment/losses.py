@@ -20,6 +20,7 @@ from gloria.alignment.attention import check_regions_words, scaled_local_feature
 from gloria.alignment.gather import block_contrastive_terms, gather_no_grad, gather_with_grad, world
 from gloria.alignment.options import LossOptions, Recompute
 from gloria.alignment.similarity import cosine_matrix, local_logits
+from gloria.alignment.targets import group_targets, key_groups
 from gloria.config import AlignmentConfig
 from gloria.types import ImageFeatures, TextFeatures
 
@@ -134,6 +135,32 @@ def word_mask_from_counts(counts: Tensor, num_slots: int) -> Tensor:
     return torch.arange(num_slots, device=counts.device).unsqueeze(0) <= counts.unsqueeze(1)
 
 
+def false_negative_targets(
+    groups: Tensor | None, options: LossOptions, dtype: torch.dtype = torch.float32
+) -> Tensor | None:
+    """The [M, M] targets of ``options.false_negatives`` from this process's [B] or [B, ...] integer keys
+    (``"same_text"``: the token ids the text encoder saw), gathered from every process when the negatives
+    are (M = processes * B, else M = B): pairs with equal keys share their row's target mass evenly.
+
+    None (the one-hot targets, bit for bit) for ``"none"`` and when every key of the M pairs is distinct.
+    """
+    if options.false_negatives == "none":
+        if groups is not None:
+            raise ValueError("group keys were given but loss.false_negatives is 'none'")
+        return None
+    if groups is None:
+        raise ValueError(
+            f"loss.false_negatives={options.false_negatives!r} needs the batch's group keys "
+            "(the token ids of the texts: caption_ids [B, T])"
+        )
+    _, size = world()
+    every = gather_no_grad(groups) if options.gather_negatives and size > 1 else groups
+    ids = key_groups(every)  # [M]
+    if int(ids.max()) + 1 == ids.shape[0]:  # all distinct: the identity, kept as the one-hot path
+        return None
+    return group_targets(ids, dtype)
+
+
 def gloria_objective(
     image: ImageFeatures,
     text: TextFeatures,
@@ -142,6 +169,7 @@ def gloria_objective(
     *,
     word_mask: Tensor | None = None,
     targets: Tensor | None = None,
+    groups: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """The GLoRIA loss of this process's B pairs: {"loss", "global_loss", "local_loss", and the four terms
     "global_i2t", "global_t2i", "local_i2t", "local_t2i"}; every value a scalar in the inputs' dtype.
@@ -149,12 +177,20 @@ def gloria_objective(
     image.regions [B,D,h,w], image.embedding [B,D], text.words [B,D,T], text.embedding [B,D]; ``options``
     default: ``LossOptions()`` (negatives gathered under several processes). ``word_mask`` [B,T] replaces the
     slots of ``options.legacy_word_counts`` / ``text.word_mask``. ``targets`` [M, M] over every gathered pair
-    (M = processes * B) replaces the one-hot targets (see ``block_contrastive_terms``).
+    (M = processes * B) replaces the one-hot targets (see ``block_contrastive_terms``). ``groups`` [B] or
+    [B, ...] integer keys of this process's pairs (for ``options.false_negatives`` other than ``"none"``;
+    ``"same_text"``: ``caption_ids``) give the targets of :func:`false_negative_targets`.
     """
     opts = options or LossOptions()
     B = image.embedding.shape[0]
     if text.embedding.shape[0] != B:
         raise ValueError(f"{B} images but {text.embedding.shape[0]} texts: pairs must match one to one")
+    if groups is not None and groups.shape[0] != B:
+        raise ValueError(f"{B} pairs but group keys of shape {tuple(groups.shape)}")
+    if targets is not None and opts.false_negatives != "none":
+        raise ValueError(f"targets were given and loss.false_negatives={opts.false_negatives!r}: pick one")
+    if targets is None:
+        targets = false_negative_targets(groups, opts, image.embedding.dtype)
     mask = loss_word_mask(text, word_mask, opts.legacy_word_counts)
     l_i2t, l_t2i = local_loss_terms(image.regions, text.words, mask, cfg, opts, targets=targets)
     g_i2t, g_t2i = global_loss_terms(
@@ -214,6 +250,7 @@ def matched_attention_maps(
 __all__ = [
     "LOSS_KEYS",
     "contrastive_terms",
+    "false_negative_targets",
     "global_loss_terms",
     "gloria_loss",
     "gloria_objective",

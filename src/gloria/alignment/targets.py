@@ -6,6 +6,8 @@ about a quarter of the rows of a batch of 32 share their impression word for wor
 about half share their set of findings, normal studies above all: docs/learning.md), the one-hot target
 pushes apart pairs that say the same thing. Here:
 
+- :func:`key_groups`: integer keys per pair (token ids of the text, a label vector) -> group ids, equal
+  where the whole keys are equal;
 - :func:`group_targets`: pairs whose group ids match (same cleaned report, same label vector) are all
   positives, the row's target mass spread evenly over them;
 - :func:`similarity_targets`: soft targets from a label-similarity matrix (MedCLIP's idea): row i is
@@ -13,8 +15,9 @@ pushes apart pairs that say the same thing. Here:
 - :func:`soft_contrastive_terms`: ``(CE(S, T), CE(S^T, T^T))`` with such a target matrix, equal to the
   release's ``contrastive_terms`` when T is the identity.
 
-Off in the release presets; the training objective would pass ``group_targets(batch_ids)`` where it now
-uses the one-hot terms.
+Off in the release presets. ``loss.false_negatives: same_text`` (``gloria.alignment.options``) makes the
+objective use ``group_targets(key_groups(caption_ids))`` over every (gathered) pair in place of the one-hot
+targets; the soft targets of :func:`similarity_targets` are not wired into it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+
+def key_groups(keys: Tensor) -> Tensor:
+    """keys [B] or [B, ...] integers -> [B] int64 group ids 0..G-1 (first appearance order not promised),
+    equal exactly where the whole keys are equal (no hashing: distinct keys never share a group)."""
+    if keys.dim() == 0 or keys.is_floating_point():
+        raise ValueError(
+            f"group keys must be integers of shape [B] or [B, ...], got {keys.dtype} {tuple(keys.shape)}"
+        )
+    rows = keys.reshape(keys.shape[0], -1)
+    _, ids = torch.unique(rows, dim=0, return_inverse=True)
+    return ids.long()
 
 
 def group_targets(groups: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:

@@ -29,33 +29,47 @@ class PretrainObjective:
     A batch with ``caption_ids`` etc. (tokenised by the dataset's workers) is used as it is; otherwise texts
     are cleaned and tokenised by ``model.process_text`` (``encode``). ``loss`` is the GLoRIA objective
     (``gloria.alignment.losses.gloria_objective``) with ``options``: with ``gather_negatives`` and several
-    processes the negatives come from every process.
+    processes the negatives come from every process; with ``false_negatives: same_text`` the pairs whose
+    ``caption_ids`` are equal (``groups``) are positives of each other.
     """
 
     def __init__(self, model: GLoRIA, options: LossOptions | None = None) -> None:
         self.model = model
         self.options = options or LossOptions()
 
+    def tokens(self, batch: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The batch's text tensors: its own (the loader's workers) or the texts tokenised here."""
+        if "caption_ids" in batch:
+            return batch
+        return self.model.process_text(list(batch["text"]), batch["image"].device)
+
     def encode(self, batch: Mapping[str, Any]) -> tuple[ImageFeatures, TextFeatures]:
         images: Tensor = batch["image"]
-        # tokens from the data pipeline (the loader's workers); else the texts are tokenised here
-        tokens = (
-            batch if "caption_ids" in batch else self.model.process_text(list(batch["text"]), images.device)
-        )
-        return self.model.encode_images(images), self.model.encode_texts(tokens)
+        return self.model.encode_images(images), self.model.encode_texts(self.tokens(batch))
 
-    def loss(self, image: ImageFeatures, text: TextFeatures) -> dict[str, Tensor]:
-        """The objective of encoded pairs -> {"loss", "global_loss", "local_loss"}."""
+    def groups(self, batch: Mapping[str, Any]) -> Tensor | None:
+        """The group keys of ``options.false_negatives``: None for ``"none"``, the [B, T] token ids the
+        text encoder sees for ``"same_text"`` (identical cleaned and truncated texts, identical keys)."""
+        if self.options.false_negatives == "none":
+            return None
+        ids: Tensor = self.tokens(batch)["caption_ids"]
+        return ids.to(batch["image"].device)
+
+    def loss(
+        self, image: ImageFeatures, text: TextFeatures, groups: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """The objective of encoded pairs (``groups``: :meth:`groups` of their batch) -> {"loss",
+        "global_loss", "local_loss"}."""
         # the contrastive losses run in float32 outside autocast (16-mixed / bf16-mixed encoders): the
         # temperatures (x10, exp(5 x cos)) and the log-sum-exps are where half precision loses accuracy
         with torch.autocast(device_type=image.embedding.device.type, enabled=False):
             image = ImageFeatures(regions=image.regions.float(), embedding=image.embedding.float())
             text = replace(text, words=text.words.float(), embedding=text.embedding.float())
-            losses = gloria_objective(image, text, self.model.alignment, self.options)
+            losses = gloria_objective(image, text, self.model.alignment, self.options, groups=groups)
         return {key: losses[key] for key in TRAINING_LOSS_KEYS}
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
-        return self.loss(*self.encode(batch))
+        return self.loss(*self.encode(batch), self.groups(batch))
 
 
 def masked_bce(logits: Tensor, labels: Tensor) -> Tensor:

@@ -19,6 +19,7 @@ from gloria.training.experiment import OptimSection, SchedulerSection
 from gloria.training.grad_cache import grad_cache_step
 from gloria.training.objective import PretrainObjective
 from gloria.training.optim import optimizer_config, step_unless_plateau
+from gloria.types import ImageFeatures, TextFeatures
 
 
 def freeze_unused_pooler(model: GLoRIA) -> None:
@@ -90,8 +91,13 @@ class PretrainModule(L.LightningModule):
         assert isinstance(optimizer, LightningOptimizer)
         optimizer.zero_grad()
         obj = self.objective
+        groups = obj.groups(batch)  # the whole batch's keys: the cached loss is the whole batch's
+
+        def loss(image: ImageFeatures, text: TextFeatures) -> dict[str, Tensor]:
+            return obj.loss(image, text, groups)
+
         losses = grad_cache_step(
-            obj.encode, obj.loss, batch, self.grad_cache_chunks, self.model, self._chunk_backward
+            obj.encode, loss, batch, self.grad_cache_chunks, self.model, self._chunk_backward
         )
         if self.gradient_clip_val is not None:
             self.clip_gradients(
