@@ -3,6 +3,8 @@
     python scripts/pretrain_ablation.py --threads 1                    # every variant, demo default size
     python scripts/pretrain_ablation.py --variants small minilm        # some of them
     python scripts/pretrain_ablation.py --device cuda --epochs-scale 4 # longer runs on a GPU
+    python scripts/pretrain_ablation.py --threads 1 --seeds 0 1 2 \
+        --variants minilm_report_norm_2x false_negatives_same_text        # over seeds: mean, sd, spread
 
 One SynthCXR set (the demo's size and seed) is generated once; each variant pretrains through the training
 runner (``gloria.demo.stages.pretrain_model``) and is scored by the demo's evaluation stages: zero-shot
@@ -13,6 +15,10 @@ its chance level; ``<out>/ablation.json`` keeps every number, and a later call w
 settings reuses the variants measured there (so the table can be completed in several calls). The numbers
 of the table are also written beside it, with the provenance record (commit, torch, threads, load average),
 to ``docs/data/<name of --write>.json`` (``--data``), the file the docs cite.
+
+With several ``--seeds`` each seed is its own SynthCXR set, pretraining and evaluation (in ``<out>/seed<k>``);
+the table's cells are then the mean +- sd over the seeds, and the JSON keeps every seed's rows, chance
+levels and image-blind pointing priors with the mean, sd and ``provenance.spread`` of every cell.
 """
 
 from __future__ import annotations
@@ -109,6 +115,15 @@ VARIANTS: dict[str, Variant] = {
         full_report=True,
         epochs_factor=2,
         alignment={"local_feature_scale": 10.0},
+    ),
+    "false_negatives_same_text": Variant(
+        "the demo's default (`minilm_report_norm_2x`) with identical texts of a batch positives of each "
+        "other (`loss.false_negatives: same_text`)",
+        preset="minilm",
+        full_report=True,
+        epochs_factor=2,
+        alignment={"local_feature_scale": 10.0},
+        overrides={"loss": {"false_negatives": "same_text"}},
     ),
     "minilm_report_global": Variant(
         "`minilm`, whole impression, global loss only (ConVIRT-style)",
@@ -253,10 +268,102 @@ def findings(rows: dict[str, dict], chance: dict[str, float], priors: dict[str, 
     ]
 
 
+def measure_seed(
+    base: DemoSettings, seed: int, out: Path, command: str, variants: Sequence[str]
+) -> tuple[dict[str, dict], dict[str, float]]:
+    """Every variant's row on seed ``seed``'s SynthCXR set (rows kept in ``<out>/ablation.json`` reused)
+    and the set's chance levels."""
+    data_run = DemoRun(base, seed, out, command)
+    if not (data_run.synth_root / "CheXpert-v1.0" / "master_updated.csv").exists():
+        S.stage_synth(data_run)
+    csv = S.prepare_pretraining(data_run)
+    rows: dict[str, dict] = {}
+    saved = out / "ablation.json"
+    if saved.exists():  # rows of an earlier call on the same data and base settings are kept, not rerun
+        earlier = json.loads(saved.read_text())
+        same = all(earlier.get("base", {}).get(k) == base.to_dict()[k] for k in SAME_RUN)
+        if same and earlier.get("seed") == seed:
+            rows = {k: v for k, v in earlier["rows"].items() if k in VARIANTS}
+            log.info("kept %d variant(s) measured earlier in %s: %s", len(rows), saved, sorted(rows))
+    for key in variants:
+        if key in rows:
+            continue
+        rows[key] = run_variant(base, seed, out, csv, key, VARIANTS[key])
+        saved.write_text(json.dumps({"base": base.to_dict(), "seed": seed, "rows": rows}, indent=2))
+    assert data_run.eval_set is not None
+    largest, same_class = chance_levels(data_run.eval_set.tasks)
+    return {k: rows[k] for k in VARIANTS if k in rows}, {"zero_shot": largest, "retrieval": same_class}
+
+
+def summarise(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{seed: rows} -> {variant: {cell (and "priors <name>"): {"mean", "sd", "per_seed", "spread"}}} over
+    the seeds that measured the variant (sd: sample standard deviation, 0 for one seed)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for key in VARIANTS:
+        entries = {seed: rows[key] for seed, rows in per_seed.items() if key in rows}
+        if not entries:
+            continue
+        cells = {
+            m: {seed: e["row"][m] for seed, e in entries.items()} for m in next(iter(entries.values()))["row"]
+        }
+        for name in next(iter(entries.values()))["priors"]:
+            cells[f"priors {name}"] = {seed: e["priors"][name] for seed, e in entries.items()}
+        out[key] = {}
+        for metric, values in cells.items():
+            v = [float(x) for x in values.values()]
+            mean = sum(v) / len(v)
+            sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
+            per = {str(k): float(x) for k, x in values.items()}
+            out[key][metric] = {"mean": mean, "sd": sd, "per_seed": per, "spread": provenance.spread(v)}
+    return out
+
+
+def write_seeds_markdown(
+    summary: dict[str, dict[str, dict[str, Any]]],
+    path: Path,
+    command: str,
+    base: DemoSettings,
+    seeds: list[int],
+) -> None:
+    """The table of several seeds: every cell the mean +- sd over the seeds."""
+    metric_names = [m for m in next(iter(summary.values())) if not m.startswith("priors ")]
+    lines = [
+        "# What makes pretraining learn on SynthCXR: several seeds",
+        "",
+        f"Generated by `{command}`. Seeds {', '.join(map(str, seeds))}: each its own SynthCXR set "
+        f"(size `{base.name}`, {base.n_images} images), pretraining and evaluation; cells are the mean +- sd "
+        "over the seeds (columns as in docs/ablations.md).",
+        "",
+        "| variant | change | " + " | ".join(metric_names) + " |",
+        "|---|---|" + "---|" * len(metric_names),
+    ]
+    for key, cells in summary.items():
+        digits = {"pretrain s": 0, "steps": 0}
+        text = [
+            f"{cells[m]['mean']:.{digits.get(m, 3)}f} +- {cells[m]['sd']:.{digits.get(m, 3)}f}"
+            for m in metric_names
+        ]
+        lines.append(f"| `{key}` | {VARIANTS[key].title} | " + " | ".join(text) + " |")
+    priors = {m: c for m, c in next(iter(summary.values())).items() if m.startswith("priors ")}
+    lines += [
+        "",
+        "Image-blind pointing baselines (mean +- sd): "
+        + ", ".join(
+            f"{m.removeprefix('priors ')} {c['mean']:.3f} +- {c['sd']:.3f}" for m, c in priors.items()
+        )
+        + ".",
+        "",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--size", choices=sorted(SIZES), default="default")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds", "--seed", dest="seeds", type=int, nargs="+", default=[0], help="one run per seed"
+    )
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--epochs-scale", type=int, default=1, help="multiply every variant's epochs")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -268,35 +375,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta = provenance.start(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.use_deterministic_algorithms(True, warn_only=True)
-    command = "python scripts/pretrain_ablation.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = (
+        "python scripts/pretrain_ablation.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    ).strip()
     # the ablation's own schedule (4 epochs, x --epochs-scale), kept apart from the demo's current default
     base = SIZES[args.size].replace(device=args.device, pretrain_epochs=BASE_EPOCHS * args.epochs_scale)
     out = Path(args.out)
-    data_run = DemoRun(base, args.seed, out, command)
-    if not (data_run.synth_root / "CheXpert-v1.0" / "master_updated.csv").exists():
-        S.stage_synth(data_run)
-    csv = S.prepare_pretraining(data_run)
-    rows: dict[str, dict] = {}
-    saved = out / "ablation.json"
-    if saved.exists():  # rows of an earlier call on the same data and base settings are kept, not rerun
-        earlier = json.loads(saved.read_text())
-        same = all(earlier.get("base", {}).get(k) == base.to_dict()[k] for k in SAME_RUN)
-        if same and earlier.get("seed") == args.seed:
-            rows = {k: v for k, v in earlier["rows"].items() if k in VARIANTS}
-            log.info("kept %d variant(s) measured earlier in %s: %s", len(rows), saved, sorted(rows))
-    for key in args.variants:
-        if key in rows:
-            continue
-        rows[key] = run_variant(base, args.seed, out, csv, key, VARIANTS[key])
-        saved.write_text(json.dumps({"base": base.to_dict(), "seed": args.seed, "rows": rows}, indent=2))
-    ordered = {k: rows[k] for k in VARIANTS if k in rows}
-    assert data_run.eval_set is not None
-    largest, same_class = chance_levels(data_run.eval_set.tasks)
-    chance = {"zero_shot": largest, "retrieval": same_class}
-    write_markdown(ordered, Path(args.write), command.strip(), base, args.seed, chance)
+    seeds = list(dict.fromkeys(args.seeds))
     data = Path(args.data) if args.data else Path("docs") / "data" / f"{Path(args.write).stem}.json"
-    record = {"base": base.to_dict(), "seed": args.seed, "chance": chance, "rows": ordered}
-    provenance.write(data, record, {**meta, "command": command.strip()})
+    if len(seeds) == 1:
+        rows, chance = measure_seed(base, seeds[0], out, command, args.variants)
+        write_markdown(rows, Path(args.write), command, base, seeds[0], chance)
+        record = {"base": base.to_dict(), "seed": seeds[0], "chance": chance, "rows": rows}
+    else:
+        per_seed, chances = {}, {}
+        for seed in seeds:
+            per_seed[seed], chances[seed] = measure_seed(
+                base, seed, out / f"seed{seed}", command, args.variants
+            )
+        summary = summarise(per_seed)
+        write_seeds_markdown(summary, Path(args.write), command, base, seeds)
+        record = {"base": base.to_dict(), "seeds": seeds, "chance": {str(k): v for k, v in chances.items()},
+                  "summary": summary, "rows": {str(k): v for k, v in per_seed.items()}}  # fmt: skip
+    provenance.write(data, record, {**meta, "command": command})
     log.info("wrote %s and %s", args.write, data)
     return 0
 
