@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from gloria.demo.settings import SIZES
 from support.scripts import load_script
 
@@ -44,3 +46,31 @@ def test_table_and_findings(tmp_path: Path) -> None:
     assert "Still at its chance level (0.95 or above): `small`." in text
     assert "Zero-shot accuracy above the largest-class share 0.300: `minilm_report_norm`." in text
     assert "Best pointing game: `minilm_report_norm` (0.100; random map 0.070" in text
+
+
+def test_false_negatives_variant_changes_only_the_loss_option() -> None:
+    st = load_script("pretrain_ablation")
+    base = SIZES["default"].replace(pretrain_epochs=st.BASE_EPOCHS)
+    default, variant = st.VARIANTS["minilm_report_norm_2x"], st.VARIANTS["false_negatives_same_text"]
+    assert variant.settings(base) == default.settings(base)
+    assert variant.alignment == default.alignment and default.overrides == {}
+    assert variant.overrides == {"loss": {"false_negatives": "same_text"}}
+
+
+def test_seeds_summary_and_table(tmp_path: Path) -> None:
+    st = load_script("pretrain_ablation")
+    per_seed = {0: {"small": row(0.2, 0.21, 0.0, 1.0)}, 1: {"small": row(0.4, 0.25, 0.1, 0.9)},
+                2: {"small": row(0.3, 0.23, 0.2, 0.8)}}  # fmt: skip
+    summary = st.summarise(per_seed)
+    zs = summary["small"]["zero-shot acc"]
+    assert zs["mean"] == pytest.approx(0.3) and zs["sd"] == pytest.approx(0.1)
+    assert zs["per_seed"] == {"0": 0.2, "1": 0.4, "2": 0.3}
+    assert zs["spread"] == {"min": 0.2, "median": 0.3, "max": 0.4, "n": 3}
+    assert summary["small"]["priors random"]["mean"] == pytest.approx(0.07)
+    out = tmp_path / "seeds.md"
+    st.write_seeds_markdown(
+        summary, out, "python scripts/pretrain_ablation.py --seeds 0 1 2", SIZES["default"], [0, 1, 2]
+    )
+    text = out.read_text()
+    assert "one sentence per step (the release) | 0.300 +- 0.100 | 0.230 +- 0.020 |" in text
+    assert "random 0.070 +- 0.000" in text
