@@ -52,11 +52,12 @@ SAME_RUN = ("n_images", "image_size", "preset", "pretrain_batch_size", "pretrain
 
 
 def curve_steps(total: int, budget: int) -> list[int]:
-    """0, the demo's ``budget`` and 50 x 1, 2, 5, 10, ... up to ``total`` (with ``total`` itself), sorted."""
-    steps = {0, total}
+    """0 (the random initialisation), the demo's ``budget``, 50 and the 1-2-5 series from 100 (100, 200,
+    500, 1000, ...) below ``total``, and ``total`` itself; sorted."""
+    steps = {0, total, 50} if total > 50 else {0, total}
     if budget <= total:
         steps.add(budget)
-    decade = 50
+    decade = 100
     while decade < total:
         steps.update(m * decade for m in (1, 2, 5) if m * decade < total)
         decade *= 10
