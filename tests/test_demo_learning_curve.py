@@ -17,15 +17,12 @@ from support.scripts import load_script
 def point(zero_shot: float, pointing: float, prior: float = 0.38) -> dict[str, Any]:
     readouts = {k: {"pointing": pointing * (k == "cosine"), "pointing_tol": 0.5}
                 for k in ("two_stage", "two_stage_no_cls", "first_stage", "cosine")}  # fmt: skip
-    priors = {"prior_class": {"pointing": 0.3, "pointing_tol": 0.6}, "random": {"pointing": 0.05,
-              "pointing_tol": 0.2}, "prior_class_side_level": {"pointing": prior, "pointing_tol": 0.7}}  # fmt: skip
+    priors = {"prior_class": (0.3, 0.6), "random": (0.05, 0.2), "prior_class_side_level": (prior, 0.7)}
+    accuracy = {"value": zero_shot, "low": zero_shot - 0.05, "high": zero_shot + 0.05}
     return {
-        "zero_shot": {
-            "accuracy": {"value": zero_shot, "low": zero_shot - 0.05, "high": zero_shot + 0.05},
-            "macro_f1": {"value": zero_shot - 0.1},
-        },  # fmt: skip
+        "zero_shot": {"accuracy": accuracy, "macro_f1": {"value": zero_shot - 0.1}},
         "p5": {"global": 0.3, "both": 0.25},
-        "pointing": {**readouts, **priors},
+        "pointing": {**readouts, **{k: {"pointing": a, "pointing_tol": b} for k, (a, b) in priors.items()}},
         "probe": {f: {"mean": 0.6, "std": 0.02, "values": [0.58, 0.6, 0.62]} for f in ("0.01", "0.1", "1")},
     }
 
