@@ -117,6 +117,16 @@ class StepCheckpoints(Callback):
         self._save(trainer)
 
 
+def stopped_at(last: Path) -> tuple[int, Path] | None:
+    """The step of the run's ``last.ckpt`` (written every 100 steps for resuming), or None without one."""
+    from gloria.pretrained.safe_pickle import safe_torch_load
+
+    if not last.is_file():
+        return None
+    step = safe_torch_load(last).get("global_step", 0)
+    return int(step), last
+
+
 def pretrain(
     settings: DemoSettings, run: DemoRun, csv: Path, steps: list[int], runs: Path, *, resume: bool
 ) -> dict[str, Any]:
@@ -347,11 +357,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_train and not saver.path(max(steps)).is_file():
         record["train"] = pretrain(settings, run, csv, steps, runs, resume=True)
     record["step_log"] = saver.read_log()
-    todo = [s for s in steps if saver.path(s).is_file() and str(s) not in record["checkpoints"]]
+    paths = {s: saver.path(s) for s in steps if saver.path(s).is_file()}
+    stopped = stopped_at(runs / RUN_NAME / "checkpoints" / "last.ckpt")
+    if stopped is not None and stopped[0] > max(paths, default=-1):  # a run stopped between listed steps
+        paths[stopped[0]] = stopped[1]
+    todo = [s for s in sorted(paths) if str(s) not in record["checkpoints"]]
     log.info("evaluating steps %s (%d already in %s)", todo, len(record["checkpoints"]), data.name)
     t0 = time.perf_counter()
     for i, step in enumerate(todo):
-        record["checkpoints"][str(step)] = {"step": step, **evaluate(run, saver.path(step), f"step_{step}")}
+        record["checkpoints"][str(step)] = {"step": step, **evaluate(run, paths[step], f"step_{step}")}
         record["checkpoints"] = dict(sorted(record["checkpoints"].items(), key=lambda kv: int(kv[0])))
         record["reached_step"] = max(map(int, record["checkpoints"]))
         record["reading"] = reading(record)
