@@ -51,6 +51,16 @@ def test_steps_per_epoch_drops_the_last_partial_batch(tmp_path: Path) -> None:
     assert st.steps_per_epoch(csv, 100) == 1
 
 
+def test_a_stopped_run_is_read_at_its_last_checkpoint(tmp_path: Path) -> None:
+    import torch
+
+    st = load_script("learning_curve")
+    last = tmp_path / "last.ckpt"
+    assert st.stopped_at(last) is None
+    torch.save({"global_step": 400, "state_dict": {"w": torch.zeros(2)}}, last)
+    assert st.stopped_at(last) == (400, last)
+
+
 def test_reading_states_budget_goal_slope_and_prior() -> None:
     st = load_script("learning_curve")
     lines = st.reading(curve({0: (0.2, 0.0), 272: (0.4, 0.2), 1000: (0.5, 0.3), 3000: (0.6, 0.45)}))
