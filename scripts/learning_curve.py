@@ -208,8 +208,9 @@ def reading(record: dict[str, Any]) -> list[str]:
     def prior(s: int) -> float:
         return float(points[s]["pointing"]["prior_class_side_level"]["pointing"])
 
-    last = steps[-1]
-    out = [f"Measured at {len(steps)} checkpoints up to step {last} (the run's last)."]
+    last, target = steps[-1], record.get("target_steps", steps[-1])
+    stopped = f" of the {target} asked for (the run was stopped there)" if last < target else ""
+    out = [f"Measured at {len(steps)} checkpoints up to step {last}{stopped}; one seed ({record['seed']})."]
     if budget in points:
         name, value = best_readout(budget)
         iv = points[budget]["zero_shot"]["accuracy"]
@@ -339,6 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         same = all(earlier.get("settings", {}).get(k) == settings.to_dict()[k] for k in SAME_RUN)
         if same and earlier.get("seed") == args.seed:
             record = {k: v for k, v in earlier.items() if k != "meta"}
+            record["earlier_meta"] = [*earlier.get("earlier_meta", []), earlier["meta"]]  # every call's
             log.info(
                 "kept the evaluations at steps %s from %s", sorted(map(int, record["checkpoints"])), data
             )

@@ -30,6 +30,8 @@ def point(zero_shot: float, pointing: float, prior: float = 0.38) -> dict[str, A
 def curve(values: dict[int, tuple[float, float]]) -> dict[str, Any]:
     return {
         "demo_budget": 272,
+        "seed": 0,
+        "target_steps": 3000,
         "chance": {"zero_shot": 0.296, "retrieval": 0.218},
         "checkpoints": {str(s): point(z, p) for s, (z, p) in values.items()},
     }
@@ -65,7 +67,7 @@ def test_reading_states_budget_goal_slope_and_prior() -> None:
     st = load_script("learning_curve")
     lines = st.reading(curve({0: (0.2, 0.0), 272: (0.4, 0.2), 1000: (0.5, 0.3), 3000: (0.6, 0.45)}))
     text = " ".join(lines)
-    assert "Measured at 4 checkpoints up to step 3000" in text
+    assert "Measured at 4 checkpoints up to step 3000; one seed (0)." in text
     assert "At the demo's budget (272 steps): zero-shot 0.400 [0.350, 0.450]" in text
     assert "best pointing `cosine` 0.200 against the class + words prior 0.380" in text
     assert "Zero-shot reaches 0.55 first at step 3000 (0.600)." in text
@@ -73,6 +75,7 @@ def test_reading_states_budget_goal_slope_and_prior() -> None:
     assert f"(1000 to 3000): {slope:+.3f} per tenfold" in text
     assert "first passes the class + words prior at step 3000 (`cosine` 0.450 against 0.380)" in text
     flat = " ".join(st.reading(curve({0: (0.2, 0.0), 272: (0.3, 0.1), 500: (0.25, 0.2)})))
+    assert "up to step 500 of the 3000 asked for (the run was stopped there)" in flat
     assert (
         "Zero-shot stays below 0.55 up to step 500: best 0.300 at step 272, 0.250 at the last step." in flat
     )
@@ -119,3 +122,4 @@ def test_smoke_run_writes_every_metric_and_skips_what_it_has(tmp_path: Path) -> 
     assert st.main([*args, "--no-train"]) == 0  # nothing new to evaluate: the curve's numbers stay
     after = json.loads(data.read_text())
     assert after["checkpoints"] == json.loads(before)["checkpoints"]
+    assert after["earlier_meta"][0] == json.loads(before)["meta"]  # the first call's record is kept
