@@ -337,7 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     record: dict[str, Any] = {}
     if data.exists():  # evaluations of an earlier call on the same data and recipe are kept
         earlier = json.loads(data.read_text())
-        same = all(earlier.get("settings", {}).get(k) == settings.to_dict()[k] for k in SAME_RUN)
+        now = json.loads(json.dumps(settings.to_dict()))  # tuples as the JSON holds them (lists)
+        same = all(earlier.get("settings", {}).get(k) == now[k] for k in SAME_RUN)
         if same and earlier.get("seed") == args.seed:
             record = {k: v for k, v in earlier.items() if k != "meta"}
             record["earlier_meta"] = [*earlier.get("earlier_meta", []), earlier["meta"]]  # every call's

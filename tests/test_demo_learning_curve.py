@@ -89,7 +89,9 @@ def test_plot_writes_a_picture(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_smoke_run_writes_every_metric_and_skips_what_it_has(tmp_path: Path) -> None:
+def test_smoke_run_writes_every_metric_and_skips_what_it_has(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import torch
 
     from gloria import load_gloria
@@ -120,6 +122,7 @@ def test_smoke_run_writes_every_metric_and_skips_what_it_has(tmp_path: Path) -> 
     assert set(json.loads((steps / "log.json").read_text())) == {str(s) for s in record["steps"]}
     before = data.read_text()
     assert st.main([*args, "--no-train"]) == 0  # nothing new to evaluate: the curve's numbers stay
+    assert "evaluating steps [] (3 already in curve.json)" in caplog.text
     after = json.loads(data.read_text())
     assert after["checkpoints"] == json.loads(before)["checkpoints"]
     assert after["earlier_meta"][0] == json.loads(before)["meta"]  # the first call's record is kept
