@@ -99,6 +99,7 @@ def test_smoke_run_writes_every_metric_and_skips_what_it_has(
     from gloria.demo.settings import SIZES
 
     st = load_script("learning_curve")
+    caplog.set_level("INFO", logger="learning_curve")
     data, figure = tmp_path / "curve.json", tmp_path / "curve.png"
     args = ["--size", "smoke", "--steps", "8", "--threads", "1", "--out", str(tmp_path / "run"),
             "--data", str(data), "--figure", str(figure)]  # fmt: skip
