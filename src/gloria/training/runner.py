@@ -288,15 +288,24 @@ def run_single(
     test: bool,
     resume: str | None,
     trust: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> dict[str, Any]:
     """One run (one seed) in ``run_dir``; returns and writes its results JSON. The folder is locked while
-    the run writes to it: a second run of the same folder is refused.
+    the run writes to it: a second run of the same folder is refused. ``callbacks`` are added to the
+    trainer's own (e.g. a script's checkpoints at chosen steps).
 
     Every checkpoint read (``model.checkpoint``, the resume point, the tested one) goes through the safe
     reader; ``trust`` (``--trust``) is the only way to unpickle one in full."""
     with run_lock(run_dir):
         return _run_single(
-            cfg, seed=seed, run_dir=run_dir, train=train, test=test, resume=resume, trust=trust
+            cfg,
+            seed=seed,
+            run_dir=run_dir,
+            train=train,
+            test=test,
+            resume=resume,
+            trust=trust,
+            callbacks=callbacks,
         )
 
 
@@ -309,6 +318,7 @@ def _run_single(
     test: bool,
     resume: str | None,
     trust: bool,
+    callbacks: Sequence[Callback] = (),
 ) -> dict[str, Any]:
     check_accelerator(cfg)
     ckpt_path = resolve_resume(resume, run_dir)
@@ -340,7 +350,7 @@ def _run_single(
             f"{cfg.data.shards or cfg.data.train_csv!r} gives {n_train} after splitting"
         )
     trainer, checkpoint, history, snapshots = build_trainer(
-        cfg, run_dir, seed, resume_step, extra=[ModelInfo(info)]
+        cfg, run_dir, seed, resume_step, extra=[ModelInfo(info), *callbacks]
     )
     last_path = run_dir / "checkpoints" / f"{LAST_NAME}.ckpt"
     started = time.perf_counter()
@@ -418,10 +428,12 @@ def run_experiment(
     resume: str | None = None,
     out_dir: str | Path | None = None,
     trust: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> dict[str, Any]:
     """Train and/or test ``config``. ``train_pct`` overrides ``data.train_pct``; ``splits`` > 1 repeats with
     seeds 1..N (each run in ``split_<seed>``) and writes a summary; ``resume`` is a checkpoint path or
-    ``"last"``. Returns the results (one run) or ``{"runs": [...], "summary": {...}}``."""
+    ``"last"``; ``callbacks`` join the trainer's own (one run only: a callback keeps state across a fit).
+    Returns the results (one run) or ``{"runs": [...], "summary": {...}}``."""
     if not train and not test:
         raise ValueError("nothing to do: ask for --train and/or --test")
     if splits < 1:
@@ -432,8 +444,17 @@ def run_experiment(
     base = Path(out_dir if out_dir is not None else config.out_dir).expanduser() / config.name
     if splits == 1:
         return run_single(
-            config, seed=config.seed, run_dir=base, train=train, test=test, resume=resume, trust=trust
+            config,
+            seed=config.seed,
+            run_dir=base,
+            train=train,
+            test=test,
+            resume=resume,
+            trust=trust,
+            callbacks=callbacks,
         )
+    if callbacks:
+        raise ValueError("callbacks are for one run (splits=1): their state would carry across splits")
     if resume not in (None, "last"):
         raise ValueError("with --splits > 1, --resume takes no path (each split resumes its own last.ckpt)")
     runs = []
