@@ -116,7 +116,8 @@ def test_probe_reading_uses_the_spread_over_seeds() -> None:
 
 def _suite(model_values: list[dict], cnr: float, prior_cnr: float, aurocs: list[dict]) -> dict:
     """A ``run_suite``-shaped result: rows (model rows then one prior row), two label sets, one grounding."""
-    rows = [{"benchmark": "b", "method": "macro", "metric": "auroc", "ours": v} for v in model_values]
+    rows = [{"benchmark": f"b{i}", "method": "macro", "metric": "auroc", "ours": v}
+            for i, v in enumerate(model_values)]  # fmt: skip
     rows.append({"benchmark": "g", "method": "prior_class", "metric": "cnr", "ours": {"value": prior_cnr}})
     evaluations = {f"labels_{i}": {"kind": "zero_shot_labels", "result": {"macro": {"auroc": a}}}
                    for i, a in enumerate(aurocs)}  # fmt: skip
@@ -144,3 +145,6 @@ def test_benchmark_reading_counts_pretrained_against_random_init_and_the_levels(
         "0 of 2" in text
     )
     assert "prior on 0 of 1 grounding sets" in text
+    # a set the suite could not score (recorded with "skipped", no rows) is left out of every count
+    bench["pretrained"]["evaluations"]["labels_9"] = {"kind": "zero_shot_labels", "skipped": "no positive"}
+    assert " ".join(R.benchmark_reading(bench)) == text

@@ -95,3 +95,30 @@ def test_suite_errors_name_the_entry(tmp_path: Path) -> None:
     bad.write_text("evaluations:\n  - {name: a, kind: grounding, data: x.csv, prompts: p.yaml}\n")
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['prompts'\] for grounding"):
         load_suite(bad)
+
+
+def test_an_unscorable_set_raises_or_is_skipped(synth_root: Path, tmp_path: Path, tiny_model) -> None:
+    """A validation split without a positive has no threshold: `gloria benchmark` stops naming it; the
+    demo (``skip_unscorable``) records the reason and scores the rest."""
+    import pandas as pd
+
+    from gloria.tasks.benchmark import run_suite
+
+    rows = pd.read_csv(synth_root / "synth_rsna_binary.csv")
+    rows.loc[rows["split"] == "valid", "Pneumonia"] = 0
+    rows.to_csv(synth_root / "no_valid_positive.csv", index=False)
+    suite_yaml = tmp_path / "suite.yaml"
+    prompts = SUITE.parent / "synthcxr_prompts.yaml"
+    suite_yaml.write_text(
+        "n_boot: 5\nevaluations:\n  - {name: bad, kind: zero_shot_labels, data: no_valid_positive.csv, "
+        f"prompts: {prompts}, classes: [Pneumonia]}}\n"
+        f"  - {{name: good, kind: zero_shot_labels, data: synth_rsna_binary.csv, prompts: {prompts}, "
+        "classes: [Pneumonia]}\n"
+    )
+    suite = load_suite(suite_yaml, synth_root)
+    with pytest.raises(ValueError, match="validation rows"):
+        run_suite(tiny_model, suite)
+    result = run_suite(tiny_model, suite, skip_unscorable=True)
+    assert "validation rows" in result["evaluations"]["bad"]["skipped"]
+    assert "result" in result["evaluations"]["good"]
+    assert {r["benchmark"] for r in result["rows"]} == {"good"}

@@ -253,12 +253,16 @@ def benchmark_reading(bench: Mapping[str, Any]) -> list[str]:
     every number of the models themselves, zero-shot AUROC against 0.5, attention's CNR against the better
     image-blind prior."""
     out = []
-    rows = {m: bench[m].get("rows") or [] for m in MODELS if isinstance(bench.get(m), Mapping)}
-    if len(rows) == 2 and len(rows["pretrained"]) == len(rows["random_init"]):
+    rows = {
+        m: {(r["benchmark"], r["method"], r["metric"]): r["ours"] for r in bench[m].get("rows") or []}
+        for m in MODELS
+        if isinstance(bench.get(m), Mapping)
+    }
+    if len(rows) == 2:
         verdicts = [
-            compare(a["ours"], b["ours"]).split(" (")[0]
-            for a, b in zip(rows["pretrained"], rows["random_init"], strict=True)
-            if a["method"] not in BASELINE_METHODS
+            compare(ours, rows["random_init"][k]).split(" (")[0]
+            for k, ours in rows["pretrained"].items()
+            if k[1] not in BASELINE_METHODS and k in rows["random_init"]
         ]
         out.append(
             f"Of {len(verdicts)} numbers of the models themselves, the pretrained model is above its random "
@@ -266,7 +270,9 @@ def benchmark_reading(bench: Mapping[str, Any]) -> list[str]:
             f"{verdicts.count('level with')} (a difference counts when the 95% intervals do not overlap)."
         )
     for m in MODELS:
-        evaluations = (bench.get(m) or {}).get("evaluations") or {}
+        evaluations = {  # the scored ones (an unscorable set is recorded with "skipped" instead)
+            name: e for name, e in ((bench.get(m) or {}).get("evaluations") or {}).items() if "result" in e
+        }
         aurocs = [
             _num((e["result"].get("macro") or {}).get("auroc"))
             for e in evaluations.values()

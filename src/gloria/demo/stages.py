@@ -426,7 +426,7 @@ def stage_benchmark(run: DemoRun) -> None:
     suite = load_suite(BENCHMARK_SUITE, run.synth_root)
     suite.n_boot, suite.seed = s.n_boot, run.seed
     # grounding maps are read on the CPU (its image regions stay there), so the whole suite runs there
-    out = {name: run_suite(run.models[name].cpu().eval(), suite) for name in run.models}
+    out = {name: run_suite(run.models[name].cpu().eval(), suite, skip_unscorable=True) for name in run.models}
     run.results["benchmark"] = {
         "suite": BENCHMARK_SUITE,
         "n_boot": s.n_boot,
@@ -445,15 +445,27 @@ def stage_benchmark(run: DemoRun) -> None:
     )
     kinds = {e.name: e.kind for e in suite.evaluations}
     names = list(out)
+
+    def key(row: dict[str, Any]) -> tuple[str, str, str]:
+        return row["benchmark"], row["method"], row["metric"]
+
+    by_model = {name: {key(r): r for r in out[name]["rows"]} for name in names}
     rows = []
-    for i, row in enumerate(out[names[0]]["rows"]):
+    for row in out[names[0]]["rows"]:
         if row["metric"] not in BENCHMARK_METRICS[kinds[row["benchmark"]]] or row["method"] == "cosine":
             continue
         cells = {"benchmark": row["benchmark"], "method": row["method"], "metric": row["metric"]}
-        cells.update({run.title(name): out[name]["rows"][i]["ours"] for name in names})
+        cells.update(
+            {run.title(n): by_model[n][key(row)]["ours"] if key(row) in by_model[n] else "-" for n in names}
+        )
         cells["published (real data)"] = row["reference"] or "-"
         rows.append(cells)
     sec.table(rows)
+    skipped = {
+        name: entry["skipped"] for name, entry in out[names[0]]["evaluations"].items() if "skipped" in entry
+    }
+    for name, why in skipped.items():
+        sec.text(f"`{name}` could not be scored on this run's SynthCXR set: {why}.")
     _reading(sec, RD.benchmark_reading(out))
 
 

@@ -290,8 +290,19 @@ def _rows(ev: Evaluation, result: Mapping[str, Any], data: Mapping[str, Any]) ->
     return rows
 
 
-def run_suite(model: Any, suite: Suite, *, cache: Any = None, only: Sequence[str] = ()) -> dict[str, Any]:
-    """Run every evaluation (or those named in ``only``); returns ``{evaluations: {...}, rows: [...]}``."""
+def run_suite(
+    model: Any,
+    suite: Suite,
+    *,
+    cache: Any = None,
+    only: Sequence[str] = (),
+    skip_unscorable: bool = False,
+) -> dict[str, Any]:
+    """Run every evaluation (or those named in ``only``); returns ``{evaluations: {...}, rows: [...]}``.
+
+    An evaluation whose data cannot be scored (e.g. a validation split without a positive) raises its
+    ValueError; with ``skip_unscorable`` (small generated sets: the demo) it is recorded as
+    ``{"skipped": reason}`` with no table rows, and the suite goes on."""
     chosen = [e for e in suite.evaluations if not only or e.name in only]
     missing = sorted(set(only) - {e.name for e in suite.evaluations})
     if missing:
@@ -306,7 +317,14 @@ def run_suite(model: Any, suite: Suite, *, cache: Any = None, only: Sequence[str
             valid_path = _data_path(suite, str(ev.options["valid_data"]))
             data["valid_data"] = {"file": str(valid_path), "sha256": file_sha256(valid_path)}
         log.info("benchmark %s (%s) on %s", ev.name, ev.kind, ev.data)
-        result = RUNNERS[ev.kind](model, ev, suite, cache)
+        try:
+            result = RUNNERS[ev.kind](model, ev, suite, cache)
+        except ValueError as err:
+            if not skip_unscorable:
+                raise
+            log.warning("benchmark %s skipped: %s", ev.name, err)
+            results[ev.name] = {"kind": ev.kind, "data": data, "reference": ev.reference, "skipped": str(err)}
+            continue
         results[ev.name] = {"kind": ev.kind, "data": data, "reference": ev.reference, "result": result}
         rows += _rows(ev, result, {"file": ev.data.name, "sha256": data["sha256"]})
     return {"n_boot": suite.n_boot, "seed": suite.seed, "evaluations": results, "rows": rows}
