@@ -311,8 +311,7 @@ def summarise(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict[str, dict[
         out[key] = {}
         for metric, values in cells.items():
             v = [float(x) for x in values.values()]
-            mean = sum(v) / len(v)
-            sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
+            mean, sd = provenance.mean_sd(v)
             per = {str(k): float(x) for k, x in values.items()}
             out[key][metric] = {"mean": mean, "sd": sd, "per_seed": per, "spread": provenance.spread(v)}
     return out

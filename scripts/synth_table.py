@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from gloria import provenance
 from gloria.demo import pipeline as P
 from gloria.demo import stages as S
 from gloria.demo.run import DemoRun
@@ -141,10 +142,9 @@ def aggregate(per_seed: list[dict[str, dict[str, float]]]) -> dict[str, dict[str
     for model in (m for m in per_seed[0] if m != "seconds"):
         out[model] = {}
         for metric in per_seed[0][model]:
-            values = [s[model][metric] for s in per_seed if math.isfinite(s[model][metric])]
-            mean = sum(values) / len(values) if values else math.nan
-            var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
-            out[model][metric] = (mean, math.sqrt(var))
+            out[model][metric] = provenance.mean_sd(
+                [s[model][metric] for s in per_seed if math.isfinite(s[model][metric])]
+            )
     return out
 
 

@@ -51,3 +51,17 @@ def test_record_and_atomic_write(tmp_path: Path) -> None:
 def test_spread() -> None:
     assert provenance.spread([3.0, 1.0, 2.0]) == {"min": 1.0, "median": 2.0, "max": 3.0, "n": 3}
     assert provenance.spread([4.0, 1.0, 2.0, 3.0])["median"] == 2.5
+
+
+def test_mean_sd_is_the_sample_mean_and_standard_deviation() -> None:
+    import math
+    import statistics
+
+    from gloria.provenance import mean_sd
+
+    values = [0.41, 0.375, 0.52, 0.29]
+    mean, sd = mean_sd(values)
+    assert math.isclose(mean, statistics.mean(values)) and math.isclose(sd, statistics.stdev(values))
+    assert mean_sd([0.7]) == (0.7, 0.0)
+    nan, zero = mean_sd([])
+    assert math.isnan(nan) and zero == 0.0

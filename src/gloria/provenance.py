@@ -4,17 +4,20 @@
 measuring and :func:`write` at the end, so every such JSON carries the same ``meta`` record: the command, the
 git commit of the checkout (and whether tracked files had uncommitted changes), torch and Python versions,
 the CPU, torch threads, and the load average at the start and the end (timings on a shared machine move with
-it). :func:`write` replaces the file atomically; :func:`spread` is the min / median / max the docs quote.
+it). :func:`write` replaces the file atomically; :func:`spread` is the min / median / max the docs quote and
+:func:`mean_sd` the mean and sample standard deviation over seeds or runs.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +70,16 @@ def write(path: Path, result: dict[str, Any], meta: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps({"meta": meta, **result}, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1) of ``values``: NaN and 0 for none, sd 0 for one value."""
+    n = len(values)
+    if n == 0:
+        return float("nan"), 0.0
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    return mean, math.sqrt(var)
 
 
 def spread(values: list[float]) -> dict[str, float]:

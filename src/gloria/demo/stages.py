@@ -20,6 +20,7 @@ from gloria.demo import readings as RD
 from gloria.demo.prompts import choose_prompts, corpus_vocabulary
 from gloria.demo.run import DemoRun
 from gloria.pretrained.convert import write_model_dir
+from gloria.provenance import mean_sd
 from gloria.tasks import embed as E
 from gloria.tasks import linear_probe as probe
 from gloria.tasks import retrieval as R
@@ -285,9 +286,8 @@ def stage_probe(run: DemoRun) -> None:
 
 def _spread(values: list[float]) -> dict[str, Any]:
     """Mean and sample standard deviation of ``values`` (0 for one value)."""
-    mean = sum(values) / len(values)
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
-    return {"mean": mean, "std": math.sqrt(var), "values": values}
+    mean, std = mean_sd(values)
+    return {"mean": mean, "std": std, "values": values}
 
 
 def _reading(sec: Any, lines: list[str], lead: str | None = None) -> None:

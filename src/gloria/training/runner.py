@@ -23,6 +23,7 @@ from gloria.data.synth.writers import atomic_write_bytes
 from gloria.model import GLoRIA
 from gloria.pretrained.safe_pickle import check_checkpoint, safe_torch_load
 from gloria.pretrained.trained import MODEL_INFO_KEY, model_info
+from gloria.provenance import mean_sd
 from gloria.safe_yaml import load_yaml_file
 from gloria.training.callbacks import (
     AttentionSnapshots,
@@ -411,10 +412,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for key in keys:
         values = [r["test_metrics"][key] for r in runs if key in r.get("test_metrics", {})]
-        finite = [v for v in values if math.isfinite(v)]
-        mean = sum(finite) / len(finite) if finite else float("nan")
-        var = sum((v - mean) ** 2 for v in finite) / (len(finite) - 1) if len(finite) > 1 else 0.0
-        out[key] = {"mean": mean, "std": math.sqrt(var), "values": values}
+        mean, std = mean_sd([v for v in values if math.isfinite(v)])
+        out[key] = {"mean": mean, "std": std, "values": values}
     return out
 
 
