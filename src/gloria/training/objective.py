@@ -37,22 +37,24 @@ class PretrainObjective:
         self.model = model
         self.options = options or LossOptions()
 
-    def tokens(self, batch: Mapping[str, Any]) -> Mapping[str, Any]:
-        """The batch's text tensors: its own (the loader's workers) or the texts tokenised here."""
+    def with_tokens(self, batch: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The batch with its text tensors: as it is when the loader's workers tokenised it, else with the
+        texts tokenised here (once per step: rows tokenise alike in any batch, padded to max_length)."""
         if "caption_ids" in batch:
             return batch
-        return self.model.process_text(list(batch["text"]), batch["image"].device)
+        return {**batch, **self.model.process_text(list(batch["text"]), batch["image"].device)}
 
     def encode(self, batch: Mapping[str, Any]) -> tuple[ImageFeatures, TextFeatures]:
         images: Tensor = batch["image"]
-        return self.model.encode_images(images), self.model.encode_texts(self.tokens(batch))
+        return self.model.encode_images(images), self.model.encode_texts(self.with_tokens(batch))
 
     def groups(self, batch: Mapping[str, Any]) -> Tensor | None:
         """The group keys of ``options.false_negatives``: None for ``"none"``, the [B, T] token ids the
-        text encoder sees for ``"same_text"`` (identical cleaned and truncated texts, identical keys)."""
+        text encoder sees for ``"same_text"`` (identical cleaned and truncated texts, identical keys); a
+        batch already through :meth:`with_tokens` is not tokenised again."""
         if self.options.false_negatives == "none":
             return None
-        ids: Tensor = self.tokens(batch)["caption_ids"]
+        ids: Tensor = self.with_tokens(batch)["caption_ids"]
         return ids.to(batch["image"].device)
 
     def loss(
@@ -69,6 +71,7 @@ class PretrainObjective:
         return {key: losses[key] for key in TRAINING_LOSS_KEYS}
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        batch = self.with_tokens(batch)
         return self.loss(*self.encode(batch), self.groups(batch))
 
 

@@ -91,6 +91,7 @@ class PretrainModule(L.LightningModule):
         assert isinstance(optimizer, LightningOptimizer)
         optimizer.zero_grad()
         obj = self.objective
+        batch = obj.with_tokens(batch)  # tokenised once: every chunk carries its slice of the tokens
         groups = obj.groups(batch)  # the whole batch's keys: the cached loss is the whole batch's
 
         def loss(image: ImageFeatures, text: TextFeatures) -> dict[str, Tensor]:
