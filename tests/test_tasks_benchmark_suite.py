@@ -122,3 +122,10 @@ def test_an_unscorable_set_raises_or_is_skipped(synth_root: Path, tmp_path: Path
     assert "validation rows" in result["evaluations"]["bad"]["skipped"]
     assert "result" in result["evaluations"]["good"]
     assert {r["benchmark"] for r in result["rows"]} == {"good"}
+    # only the data's shortfall is skipped: a suite error (here a prompt file without the class) still raises
+    suite_yaml.write_text(
+        "evaluations:\n  - {name: typo, kind: zero_shot_labels, data: synth_rsna_binary.csv, "
+        f"prompts: {prompts}, classes: [Pneumonitis]}}\n"
+    )
+    with pytest.raises(ValueError, match="Pneumonitis"):
+        run_suite(tiny_model, load_suite(suite_yaml, synth_root), skip_unscorable=True)

@@ -16,6 +16,7 @@ import numpy as np
 from gloria.data.manifest import file_sha256
 from gloria.safe_yaml import load_yaml_file
 from gloria.tasks.benchmark_references import REFERENCES, references_for
+from gloria.tasks.metrics import NotScorableError
 
 log = logging.getLogger(__name__)
 
@@ -300,9 +301,10 @@ def run_suite(
 ) -> dict[str, Any]:
     """Run every evaluation (or those named in ``only``); returns ``{evaluations: {...}, rows: [...]}``.
 
-    An evaluation whose data cannot be scored (e.g. a validation split without a positive) raises its
-    ValueError; with ``skip_unscorable`` (small generated sets: the demo) it is recorded as
-    ``{"skipped": reason}`` with no table rows, and the suite goes on."""
+    An evaluation whose data cannot be scored (``gloria.tasks.metrics.NotScorableError``: e.g. a validation
+    split without a positive) raises; with ``skip_unscorable`` (small generated sets: the demo) it is
+    recorded as ``{"skipped": reason}`` with no table rows, and the suite goes on. Any other error (a bad
+    prompt file, a missing column) always raises."""
     chosen = [e for e in suite.evaluations if not only or e.name in only]
     missing = sorted(set(only) - {e.name for e in suite.evaluations})
     if missing:
@@ -319,7 +321,7 @@ def run_suite(
         log.info("benchmark %s (%s) on %s", ev.name, ev.kind, ev.data)
         try:
             result = RUNNERS[ev.kind](model, ev, suite, cache)
-        except ValueError as err:
+        except NotScorableError as err:
             if not skip_unscorable:
                 raise
             log.warning("benchmark %s skipped: %s", ev.name, err)

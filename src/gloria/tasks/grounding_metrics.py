@@ -84,7 +84,9 @@ def split_cases(
         return phrase_cases(frame, image_root), None
     train = frame["split"].astype(str).str.lower() == "train"
     if not (~train).any():
-        raise ValueError("every row of the phrase-box table is in the train split: nothing to evaluate")
+        raise M.NotScorableError(
+            "every row of the phrase-box table is in the train split: nothing to evaluate"
+        )
     fit = phrase_cases(frame[train], image_root) if train.any() else None
     return phrase_cases(frame[~train], image_root), fit
 

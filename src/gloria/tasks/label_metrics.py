@@ -158,7 +158,7 @@ def evaluate_labels(
         raise ValueError(f"valid must be [N] = [{s.shape[0]}] booleans, got {val.shape}")
     test_rows = np.flatnonzero(~val)
     if test_rows.size == 0:
-        raise ValueError("no test rows: every row is in the validation split")
+        raise M.NotScorableError("no test rows: every row is in the validation split")
     thresholds: dict[int, float] = {}
     skipped: dict[str, str] = {}
     for c, name in enumerate(class_names):
@@ -169,7 +169,7 @@ def evaluate_labels(
             continue
         thresholds[c] = choose_threshold(y[keep, c], s[keep, c], rule)
     if not thresholds:
-        raise ValueError(
+        raise M.NotScorableError(
             f"no class has positives and negatives among the {int(val.sum())} validation rows: "
             f"{list(class_names)}"
         )

@@ -15,6 +15,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 
+class NotScorableError(ValueError):
+    """The data cannot give the metric at all (no test rows, no validation positive for any threshold):
+    a property of the evaluation set, not of the model or the settings."""
+
+
 def _labels(y: ArrayLike, name: str) -> NDArray[np.int64]:
     arr = np.asarray(y)
     if arr.ndim != 1:
