@@ -191,7 +191,7 @@ def test_two_gloo_processes_gather_the_groups(tmp_path) -> None:
     world, batch = 2, 3
     groups = [0, 1, 2, 0, 3, 1]  # rank 0 holds pairs 0..2, rank 1 pairs 3..5
     keys = _keys(groups)
-    mp.spawn(worker.run_false_negatives, args=(world, batch, str(tmp_path), _free_port(), keys), nprocs=world)
+    mp.spawn(worker.run, args=(world, batch, str(tmp_path), _free_port(), keys), nprocs=world)
     results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(world)]
     model = worker.make_model()
     full = gloria_objective(

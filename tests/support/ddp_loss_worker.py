@@ -4,6 +4,8 @@ wrapped in DDP; each rank writes its loss and parameter gradients for the parent
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -62,23 +64,42 @@ def make_model() -> ToyEncoders:
     return ToyEncoders().double()
 
 
-def run(rank: int, world_size: int, batch: int, out_dir: str, port: int) -> None:
+@contextmanager
+def gloo_group(rank: int, world_size: int, port: int) -> Iterator[None]:
+    """One gloo process group on localhost for the body, one torch thread."""
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def run(
+    rank: int, world_size: int, batch: int, out_dir: str, port: int, keys: torch.Tensor | None = None
+) -> None:
+    """The gathered loss of this rank's pairs; with ``keys`` (the group keys of every pair) the objective
+    with ``loss.false_negatives: same_text``, each rank passing its pairs' keys."""
+    with gloo_group(rank, world_size, port):
         inputs = make_inputs(batch * world_size)
         mine = {k: v[rank * batch : (rank + 1) * batch] for k, v in inputs.items()}
         model = DistributedDataParallel(make_model())
         image, text = model(mine)
-        losses = gathered_gloria_loss(image, text, AlignmentConfig())
+        if keys is None:
+            losses = gathered_gloria_loss(image, text, AlignmentConfig())
+        else:
+            from gloria.alignment.losses import gloria_objective
+            from gloria.alignment.options import LossOptions
+
+            options = LossOptions(false_negatives="same_text")
+            groups = keys[rank * batch : (rank + 1) * batch]
+            losses = gloria_objective(image, text, AlignmentConfig(), options, groups=groups)
         losses["loss"].backward()
         grads = {name: p.grad.detach().clone() for name, p in model.module.named_parameters()}
         values = {k: v.detach() for k, v in losses.items()}
         torch.save({"losses": values, "grads": grads}, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 def grad_cache_losses(
@@ -99,11 +120,7 @@ def run_grad_cache(rank: int, world_size: int, batch: int, out_dir: str, port: i
     the earlier chunks run the bare module under ``no_sync`` (accumulating locally), the last one runs
     through the DDP wrapper, whose forward prepares the reducer (Lightning's ``manual_backward`` prepares it
     the same way), so its backward all-reduces the accumulated gradients."""
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    try:
+    with gloo_group(rank, world_size, port):
         inputs = make_inputs(batch * world_size)
         mine = {k: v[rank * batch : (rank + 1) * batch] for k, v in inputs.items()}
         model = DistributedDataParallel(make_model())
@@ -125,32 +142,3 @@ def run_grad_cache(rank: int, world_size: int, batch: int, out_dir: str, port: i
         losses = grad_cache_losses(encode, model.module, mine, chunks, backward)
         grads = {name: p.grad.detach().clone() for name, p in model.module.named_parameters()}
         torch.save({"losses": losses, "grads": grads}, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def run_false_negatives(
-    rank: int, world_size: int, batch: int, out_dir: str, port: int, keys: torch.Tensor
-) -> None:
-    """As ``run``, with ``loss.false_negatives: same_text``: each rank passes its pairs' group ``keys``."""
-    from gloria.alignment.losses import gloria_objective
-    from gloria.alignment.options import LossOptions
-
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    try:
-        inputs = make_inputs(batch * world_size)
-        mine = {k: v[rank * batch : (rank + 1) * batch] for k, v in inputs.items()}
-        model = DistributedDataParallel(make_model())
-        image, text = model(mine)
-        options = LossOptions(false_negatives="same_text")
-        groups = keys[rank * batch : (rank + 1) * batch]
-        losses = gloria_objective(image, text, AlignmentConfig(), options, groups=groups)
-        losses["loss"].backward()
-        grads = {name: p.grad.detach().clone() for name, p in model.module.named_parameters()}
-        values = {k: v.detach() for k, v in losses.items()}
-        torch.save({"losses": values, "grads": grads}, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
