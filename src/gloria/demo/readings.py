@@ -219,22 +219,26 @@ def segmentation_reading(seg: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def better_prior(methods: Mapping[str, Any], metric: str) -> float | None:
+    """The better of the two image-blind location priors (class; class + side/level words) on ``metric``
+    of a ``{method: {metric: value}}`` grounding summary; None when neither has it."""
+    known = [_num((methods.get(b) or {}).get(metric)) for b in ("prior_class", "prior_class_side_level")]
+    values = [v for v in known if v is not None]
+    return max(values) if values else None
+
+
 def grounding_reading(gr: Mapping[str, Any]) -> list[str]:
     """Attention's pointing game against the better image-blind prior and a random map."""
     out = []
     for m in MODELS:
         summary = gr.get(m) or {}
         att = _num((summary.get("two_stage") or {}).get("pointing"))
-        priors = [
-            _num((summary.get(b) or {}).get("pointing")) for b in ("prior_class", "prior_class_side_level")
-        ]
-        known = [v for v in priors if v is not None]
+        best = better_prior(summary, "pointing")
         rand = _num((summary.get("random") or {}).get("pointing"))
         if att is None:
             continue
         line = f"**{TITLES[m]}**: attention points inside the finding for {att:.3f} of the findings"
-        if known:
-            best = max(known)
+        if best is not None:
             verdict = "below" if att < best else ("level with" if att == best else "above")
             line += f"; the better image-blind prior does {best:.3f}, so attention is {verdict} it"
         if rand is not None:
@@ -274,24 +278,16 @@ def benchmark_reading(bench: Mapping[str, Any]) -> list[str]:
             name: e for name, e in ((bench.get(m) or {}).get("evaluations") or {}).items() if "result" in e
         }
         aurocs = [
-            _num((e["result"].get("macro") or {}).get("auroc"))
+            (e["result"].get("macro") or {}).get("auroc") or {}
             for e in evaluations.values()
             if e.get("kind") == "zero_shot_labels"
         ]
-        above = [
-            name
-            for name, e in evaluations.items()
-            if e.get("kind") == "zero_shot_labels"
-            and _num(((e["result"].get("macro") or {}).get("auroc") or {}).get("low")) is not None
-            and float(e["result"]["macro"]["auroc"]["low"]) > 0.5
-        ]
+        above = [a for a in aurocs if (low := _num(a.get("low"))) is not None and low > 0.5]
         grounding = [e["result"]["methods"] for e in evaluations.values() if e.get("kind") == "grounding"]
         below_prior = 0
         for methods in grounding:
-            att = _num((methods.get("two_stage") or {}).get("cnr"))
-            priors = [_num((methods.get(b) or {}).get("cnr")) for b in BASELINE_METHODS[1:]]
-            known = [v for v in priors if v is not None]
-            if att is not None and known and att < max(known):
+            att, best = _num((methods.get("two_stage") or {}).get("cnr")), better_prior(methods, "cnr")
+            if att is not None and best is not None and att < best:
                 below_prior += 1
         if not aurocs and not grounding:
             continue
