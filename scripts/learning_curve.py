@@ -254,15 +254,13 @@ def reading(record: dict[str, Any]) -> list[str]:
 def plot(record: dict[str, Any], path: Path) -> Path:
     """Four panels against steps (log x, linear below 50, a tick per step): zero-shot, P@5, pointing,
     probe."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from gloria.viz import plots
 
     points = {int(k): v for k, v in record["checkpoints"].items()}
     steps = sorted(points)
     chance, budget = record["chance"], record["demo_budget"]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharex=True)
+    fig = plots.new_figure(11, 7.5)  # an Agg canvas, no pyplot (constrained layout)
+    axes = fig.subplots(2, 2, sharex=True)
     ax = axes[0, 0]
     acc = [points[s]["zero_shot"]["accuracy"] for s in steps]
     ax.plot(steps, [a["value"] for a in acc], "o-", label="accuracy")
@@ -297,11 +295,7 @@ def plot(record: dict[str, Any], path: Path) -> Path:
         ax.legend(fontsize=7)
     for ax in axes[1]:
         ax.set_xlabel("optimiser steps")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return plots.save(fig, path, dpi=110)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
