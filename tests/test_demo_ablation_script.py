@@ -3,10 +3,12 @@ statements computed from it."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+from gloria.data.synth import SynthConfig
 from gloria.demo.settings import SIZES
 from support.scripts import load_script
 
@@ -74,3 +76,38 @@ def test_seeds_summary_and_table(tmp_path: Path) -> None:
     text = out.read_text()
     assert "one sentence per step (the release) | 0.300 +- 0.100 | 0.230 +- 0.020 |" in text
     assert "random 0.070 +- 0.000" in text
+
+
+@pytest.mark.parametrize(
+    ("key", "field", "value"),
+    [("synth_subtlety_2", "synth_subtlety", 2.0), ("synth_no_noise", "synth_noise", 0.0),
+     ("synth_large_findings", "synth_finding_scale", 0.9)],
+)  # fmt: skip
+def test_synth_variants_change_only_the_data(key: str, field: str, value: float) -> None:
+    """A SynthCXR variant is the demo's default recipe on a set generated with one knob changed."""
+    st = load_script("pretrain_ablation")
+    base = SIZES["default"].replace(pretrain_epochs=st.BASE_EPOCHS)
+    default, variant = st.VARIANTS["minilm_report_norm_2x"], st.VARIANTS[key]
+    assert variant.settings(base) == default.settings(base).replace(**{field: value})
+    assert variant.alignment == default.alignment and variant.overrides == {}
+    cfg, plain = variant.settings(base).synth_config(), default.settings(base).synth_config()
+    assert getattr(cfg, field.removeprefix("synth_")) == value and plain == SynthConfig(size=base.image_size)
+    name = field.removeprefix("synth_")
+    assert dataclasses.replace(cfg, **{name: getattr(plain, name)}) == plain
+
+
+def test_region_stride_variant_builds_the_finer_grid(tmp_path: Path) -> None:
+    from gloria.demo import training
+
+    st = load_script("pretrain_ablation")
+    base = SIZES["default"].replace(pretrain_epochs=st.BASE_EPOCHS)
+    default, variant = st.VARIANTS["minilm_report_norm_2x"], st.VARIANTS["region_stride_8"]
+    assert variant.settings(base) == default.settings(base) and variant.synth == {}
+    cfgs = [
+        training.pretrain_config(
+            v.settings(base), tmp_path, tmp_path / "r.csv", 0, alignment=v.alignment, overrides=v.overrides
+        ).gloria_config()
+        for v in (default, variant)
+    ]
+    assert (cfgs[0].image.region_stride, cfgs[1].image.region_stride) == (16, 8)
+    assert cfgs[1] == cfgs[0].replace(image__region_stride=8)

@@ -19,6 +19,7 @@ Backbone = Literal["resnet18", "resnet34", "resnet50", "densenet121"]
 LocalAggregation = Literal["sum", "mean"]
 LayerAggregation = Literal["sum", "mean"]
 Normalisation = Literal["half", "imagenet"]
+RegionStride = Literal[16, 8]
 
 RELEASE_TEXT_MODEL = "emilyalsentzer/Bio_ClinicalBERT"
 
@@ -51,16 +52,26 @@ class ImageEncoderConfig:
 
     ``input_resize`` is the release's in-encoder bilinear resize (299 px, ``align_corners=True``) applied to
     every input before ``conv1``; the released weights were trained with it. ``None`` disables it.
+
+    ``region_stride`` is the regions' stride in input pixels: 16 (the release: ResNet layer 3, 19x19 regions
+    at 299 px) or 8 (a ResNet's layer 3 dilated instead of strided, as DeepLab does, and layer 4 dilated to
+    match: twice the grid, 38x38 at 299 px, the same parameters, so any checkpoint of the backbone loads).
     """
 
     backbone: Backbone = "resnet50"
     imagenet_init: bool = False
     input_resize: int | None = 299
     freeze: bool = False
+    region_stride: RegionStride = 16
 
     def __post_init__(self) -> None:
         if self.input_resize is not None:
             check_limit("image.input_resize", self.input_resize, "image_size")
+        if self.region_stride == 8 and self.backbone == "densenet121":
+            raise ValueError(
+                "image.region_stride=8 needs a ResNet backbone (a DenseNet's dense block 3 is read at stride "
+                "16); use image.region_stride=16 with densenet121"
+            )
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from gloria.data.synth import SynthConfig
 
 Device = Literal["cpu", "cuda"]
 
@@ -38,12 +41,24 @@ class DemoSettings:
     grounding_examples: int = 3  # attention figures in the report
     n_boot: int = 200  # bootstrap resamples of the zero-shot intervals
     device: Device = "cpu"
+    # SynthCXR's data knobs (gloria.data.synth.SynthConfig; the defaults are SynthConfig's): every finding's
+    # contrast multiplier, the focal findings' radius as a share of their lung zone, the quantum noise's sd
+    synth_subtlety: float = 1.0
+    synth_finding_scale: float = 0.45
+    synth_noise: float = 0.02
 
     def replace(self, **changes: Any) -> DemoSettings:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def synth_config(self) -> SynthConfig:
+        """The SynthCXR generator's settings for this size."""
+        from gloria.data.synth import SynthConfig
+
+        return SynthConfig(size=self.image_size, subtlety=self.synth_subtlety,
+                           finding_scale=self.synth_finding_scale, noise=self.synth_noise)  # fmt: skip
 
 
 SIZES: dict[str, DemoSettings] = {

@@ -51,11 +51,11 @@ def _get(tree: Any, *keys: str) -> Any:
 
 
 def stage_synth(run: DemoRun) -> None:
-    from gloria.data.synth import SynthConfig, generate
+    from gloria.data.synth import generate
     from gloria.data.synth.preview import pick_examples, save_examples
 
     s = run.settings
-    cfg = SynthConfig(size=s.image_size)
+    cfg = s.synth_config()
     summary = generate(run.synth_root, s.n_images, seed=run.seed, config=cfg, progress=False)
     run.results["synth"] = {"n": summary.n, "size": s.image_size, "counts": summary.counts,
                             "label_positives": summary.label_positives}  # fmt: skip

@@ -1,5 +1,6 @@
 """The image tower (method.md section 1): a torchvision trunk whose stride-16 features become regions
-[B, D, h, w] (1x1 conv) and whose pooled feature becomes the global embedding [B, D] (linear).
+[B, D, h, w] (1x1 conv) and whose pooled feature becomes the global embedding [B, D] (linear). With
+``image.region_stride: 8`` a ResNet's layer 3 is dilated instead of strided (``encoders/dilation.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torchvision
 from torch import Tensor, nn
 
 from gloria.config import Backbone, ImageEncoderConfig
+from gloria.encoders.dilation import dilate_layer3
 from gloria.types import ImageFeatures
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,8 @@ class ImageEncoder(nn.Module):
         self.backbone = cfg.backbone
         trunk: Any = build_trunk(cfg.backbone, cfg.imagenet_init)  # torchvision ResNet or DenseNet
         if cfg.backbone in RESNETS:
+            if cfg.region_stride == 8:
+                dilate_layer3(trunk)
             self.region_dim = int(trunk.layer4[0].conv1.in_channels)  # layer3 output channels
             self.feature_dim = int(trunk.fc.in_features)
             trunk.fc = nn.Identity()
@@ -120,7 +124,8 @@ class ImageEncoder(nn.Module):
             raise ValueError(f"images must be a [B, 3, H, W] tensor, got {shape}")
 
     def forward_trunk(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """images [B, 3, H, W] -> (stride-16 features [B, C3, h, w], pooled [B, C4]), after the resize."""
+        """images [B, 3, H, W] -> (layer-3 features [B, C3, h, w] at ``region_stride``, pooled [B, C4]),
+        after the resize."""
         self.check_images(images)
         x = self.input_resize(images)
         if self.channels_last:
