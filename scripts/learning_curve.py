@@ -13,7 +13,8 @@ Adam at a constant rate), so running longer changes nothing before the demo's bu
 saved checkpoint is read back by the one loader (``gloria.load_gloria``) and scored by the demo's evaluation
 stages: zero-shot accuracy and macro F1 with intervals, image-to-text P@5, the pointing game of every readout
 beside the image-blind priors, and the linear probe over the demo's probe seeds. The numbers go to ``--data``
-(docs/data/learning_curve.json, with the provenance record) after each checkpoint, so a later call skips the
+(``src/gloria/assets/learning_curve.json``, with the provenance record: the demo's report places its run on
+this packaged curve, ``gloria.demo.curve``) after each checkpoint, so a later call skips the
 steps already there; the picture to ``--figure``.
 """
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -35,20 +35,17 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from gloria import provenance
 from gloria.demo import stages as S
 from gloria.demo import training
+from gloria.demo.curve import PRIORS, READOUTS, SAME_RUN, figure, reading
 from gloria.demo.run import DemoRun
 from gloria.demo.settings import SIZES, DemoSettings
 from gloria.tasks.metrics import chance_levels
 from gloria.training.runner import run_experiment
+from gloria.viz import plots
 
 log = logging.getLogger("learning_curve")
 
-READOUTS = ("two_stage", "two_stage_no_cls", "first_stage", "cosine")
-PRIORS = ("prior_class", "prior_class_side_level", "random")
-ZERO_SHOT_GOAL = 0.55  # issue 17: zero-shot accuracy (5-way) at the demo's budget
 RUN_NAME = "learning_curve"
 # what must match for the evaluations of an earlier call to be kept
-SAME_RUN = ("n_images", "image_size", "preset", "pretrain_batch_size", "pretrain_lr", "pretrain_text_lr",
-            "full_report", "local_feature_scale", "probe_fractions", "n_boot", "n_prompts")  # fmt: skip
 
 
 def curve_steps(total: int, budget: int) -> list[int]:
@@ -189,115 +186,6 @@ def evaluate(run: DemoRun, checkpoint: Path, name: str) -> dict[str, Any]:
     }
 
 
-def reading(record: dict[str, Any]) -> list[str]:
-    """Plain statements computed from the curve (nothing written by hand)."""
-    points = {int(k): v for k, v in record["checkpoints"].items()}
-    steps = sorted(points)
-    if not steps:
-        return []
-    budget, chance = record["demo_budget"], record["chance"]
-
-    def acc(s: int) -> float:
-        return float(points[s]["zero_shot"]["accuracy"]["value"])
-
-    def best_readout(s: int) -> tuple[str, float]:
-        p = points[s]["pointing"]
-        name = max(READOUTS, key=lambda k: p[k]["pointing"])
-        return name, float(p[name]["pointing"])
-
-    def prior(s: int) -> float:
-        return float(points[s]["pointing"]["prior_class_side_level"]["pointing"])
-
-    last, target = steps[-1], record.get("target_steps", steps[-1])
-    stopped = f" of the {target} asked for (the run was stopped there)" if last < target else ""
-    out = [f"Measured at {len(steps)} checkpoints up to step {last}{stopped}; one seed ({record['seed']})."]
-    if budget in points:
-        name, value = best_readout(budget)
-        iv = points[budget]["zero_shot"]["accuracy"]
-        out.append(
-            f"At the demo's budget ({budget} steps): zero-shot {acc(budget):.3f} [{iv['low']:.3f}, "
-            f"{iv['high']:.3f}] (largest-class share {chance['zero_shot']:.3f}), image-to-text P@5 "
-            f"{points[budget]['p5']['global']:.3f} (chance {chance['retrieval']:.3f}), best pointing "
-            f"`{name}` {value:.3f} against the class + words prior {prior(budget):.3f}, 1% probe "
-            f"{points[budget]['probe']['0.01']['mean']:.3f}."
-        )
-    best = max(steps, key=acc)
-    reached = [s for s in steps if acc(s) >= ZERO_SHOT_GOAL]
-    if reached:
-        out.append(f"Zero-shot reaches {ZERO_SHOT_GOAL} first at step {reached[0]} ({acc(reached[0]):.3f}).")
-    else:
-        out.append(
-            f"Zero-shot stays below {ZERO_SHOT_GOAL} up to step {last}: best {acc(best):.3f} at step {best}"
-            + (f", {acc(last):.3f} at the last step" if best != last else "")
-            + "."
-        )
-    later = [s for s in steps if s >= max(budget, 1)]
-    if len(later) >= 2:
-        a, b = later[-2], later[-1]
-        slope = (acc(b) - acc(a)) / (math.log10(b) - math.log10(a))
-        out.append(f"Zero-shot slope over the last decade of steps ({a} to {b}): {slope:+.3f} per tenfold.")
-    above = [s for s in steps if best_readout(s)[1] > prior(s)]
-    if above:
-        name, value = best_readout(above[0])
-        out.append(f"A readout's pointing first passes the class + words prior at step {above[0]} "
-                   f"(`{name}` {value:.3f} against {prior(above[0]):.3f}).")  # fmt: skip
-    else:
-        top = max(steps, key=lambda s: best_readout(s)[1])
-        name, value = best_readout(top)
-        out.append(
-            f"No readout's pointing passes the class + words prior at any step: best `{name}` {value:.3f} at "
-            f"step {top} against {prior(top):.3f}."
-        )
-    return out
-
-
-def plot(record: dict[str, Any], path: Path) -> Path:
-    """Four panels against steps (log x, linear below 50, a tick per step): zero-shot, P@5, pointing,
-    probe."""
-    from gloria.viz import plots
-
-    points = {int(k): v for k, v in record["checkpoints"].items()}
-    steps = sorted(points)
-    chance, budget = record["chance"], record["demo_budget"]
-    fig = plots.new_figure(11, 7.5)  # an Agg canvas, no pyplot (constrained layout)
-    axes = fig.subplots(2, 2, sharex=True)
-    ax = axes[0, 0]
-    acc = [points[s]["zero_shot"]["accuracy"] for s in steps]
-    ax.plot(steps, [a["value"] for a in acc], "o-", label="accuracy")
-    ax.fill_between(steps, [a["low"] for a in acc], [a["high"] for a in acc], alpha=0.2)
-    ax.plot(steps, [points[s]["zero_shot"]["macro_f1"]["value"] for s in steps], "s--", label="macro F1")
-    ax.axhline(chance["zero_shot"], color="grey", ls=":", label="largest-class share")
-    ax.axhline(ZERO_SHOT_GOAL, color="green", ls="-.", lw=1, label=f"goal {ZERO_SHOT_GOAL}")
-    ax.set_title("zero-shot (5 classes)")
-    ax = axes[0, 1]
-    for key, label in (("global", "global"), ("both", "global + local")):
-        ax.plot(steps, [points[s]["p5"][key] for s in steps], "o-", label=label)
-    ax.axhline(chance["retrieval"], color="grey", ls=":", label="chance")
-    ax.set_title("image-to-text P@5")
-    ax = axes[1, 0]
-    for key in READOUTS:
-        ax.plot(steps, [points[s]["pointing"][key]["pointing"] for s in steps], "o-", label=key)
-    for key, style in zip(PRIORS, ("--", "-.", ":"), strict=True):
-        ax.axhline(points[steps[-1]]["pointing"][key]["pointing"], color="grey", ls=style, label=key)
-    ax.set_title("pointing game")
-    ax = axes[1, 1]
-    for fraction in sorted(points[steps[0]]["probe"], key=float):
-        mean = [points[s]["probe"][fraction]["mean"] for s in steps]
-        std = [points[s]["probe"][fraction]["std"] for s in steps]
-        ax.errorbar(steps, mean, yerr=std, fmt="o-", capsize=2, label=f"{100 * float(fraction):g}% labels")
-    ax.set_title("linear probe mean AUROC")
-    for ax in axes.flat:
-        ax.set_xscale("symlog", linthresh=50)
-        ax.set_xticks(steps, [str(s) for s in steps], rotation=45, fontsize=7)
-        ax.minorticks_off()
-        ax.axvline(budget, color="red", lw=1, alpha=0.6, label=f"demo budget ({budget})")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    for ax in axes[1]:
-        ax.set_xlabel("optimiser steps")
-    return plots.save(fig, path, dpi=110)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--size", choices=sorted(SIZES), default="default")
@@ -307,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--no-train", action="store_true", help="only evaluate the checkpoints saved so far")
     parser.add_argument("--out", default="runs/learning_curve")
-    parser.add_argument("--data", default="docs/data/learning_curve.json")
+    parser.add_argument("--data", default="src/gloria/assets/learning_curve.json")
     parser.add_argument("--figure", default="docs/images/learning_curve.png")
     args = parser.parse_args(argv)
     meta = provenance.start(args.threads)
@@ -378,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if record["checkpoints"]:
         record["reading"] = reading(record)
         provenance.write(data, record, meta)
-        plot(record, Path(args.figure))
+        plots.save(figure(record), Path(args.figure), dpi=110)
         for line in record["reading"]:
             log.info("%s", line)
     return 0

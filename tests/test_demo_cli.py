@@ -15,7 +15,8 @@ import torch
 from gloria.cli.main import main
 from support.scratch import scratch_dir
 
-STAGES = ["synth", "pretrain", "zero_shot", "retrieval", "probe", "segmentation", "grounding", "benchmark"]
+STAGES = ["synth", "pretrain", "zero_shot", "retrieval", "probe", "segmentation", "grounding", "benchmark",
+          "learning_curve"]  # fmt: skip
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

@@ -1,40 +1,16 @@
-"""scripts/learning_curve.py: the step list, the steps per epoch, the reading and picture from a curve; the
-whole script at the smoke size (slow): checkpoints at the listed steps, every metric finite, a second call
-evaluating nothing again."""
+"""scripts/learning_curve.py: the step list, the steps per epoch, a stopped run's step; the whole script at
+the smoke size (slow): checkpoints at the listed steps, every metric finite, a second call evaluating
+nothing again. The curve's reading and picture: tests/test_demo_curve.py."""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from support.scripts import load_script
-
-
-def point(zero_shot: float, pointing: float, prior: float = 0.38) -> dict[str, Any]:
-    readouts = {k: {"pointing": pointing * (k == "cosine"), "pointing_tol": 0.5}
-                for k in ("two_stage", "two_stage_no_cls", "first_stage", "cosine")}  # fmt: skip
-    priors = {"prior_class": (0.3, 0.6), "random": (0.05, 0.2), "prior_class_side_level": (prior, 0.7)}
-    accuracy = {"value": zero_shot, "low": zero_shot - 0.05, "high": zero_shot + 0.05}
-    return {
-        "zero_shot": {"accuracy": accuracy, "macro_f1": {"value": zero_shot - 0.1}},
-        "p5": {"global": 0.3, "both": 0.25},
-        "pointing": {**readouts, **{k: {"pointing": a, "pointing_tol": b} for k, (a, b) in priors.items()}},
-        "probe": {f: {"mean": 0.6, "std": 0.02, "values": [0.58, 0.6, 0.62]} for f in ("0.01", "0.1", "1")},
-    }
-
-
-def curve(values: dict[int, tuple[float, float]]) -> dict[str, Any]:
-    return {
-        "demo_budget": 272,
-        "seed": 0,
-        "target_steps": 3000,
-        "chance": {"zero_shot": 0.296, "retrieval": 0.218},
-        "checkpoints": {str(s): point(z, p) for s, (z, p) in values.items()},
-    }
 
 
 def test_steps_are_log_spaced_and_hold_the_demo_budget_exactly() -> None:
@@ -61,31 +37,6 @@ def test_a_stopped_run_is_read_at_its_last_checkpoint(tmp_path: Path) -> None:
     assert st.stopped_at(last) is None
     torch.save({"global_step": 400, "state_dict": {"w": torch.zeros(2)}}, last)
     assert st.stopped_at(last) == (400, last)
-
-
-def test_reading_states_budget_goal_slope_and_prior() -> None:
-    st = load_script("learning_curve")
-    lines = st.reading(curve({0: (0.2, 0.0), 272: (0.4, 0.2), 1000: (0.5, 0.3), 3000: (0.6, 0.45)}))
-    text = " ".join(lines)
-    assert "Measured at 4 checkpoints up to step 3000; one seed (0)." in text
-    assert "At the demo's budget (272 steps): zero-shot 0.400 [0.350, 0.450]" in text
-    assert "best pointing `cosine` 0.200 against the class + words prior 0.380" in text
-    assert "Zero-shot reaches 0.55 first at step 3000 (0.600)." in text
-    slope = (0.6 - 0.5) / (math.log10(3000) - math.log10(1000))
-    assert f"(1000 to 3000): {slope:+.3f} per tenfold" in text
-    assert "first passes the class + words prior at step 3000 (`cosine` 0.450 against 0.380)" in text
-    flat = " ".join(st.reading(curve({0: (0.2, 0.0), 272: (0.3, 0.1), 500: (0.25, 0.2)})))
-    assert "up to step 500 of the 3000 asked for (the run was stopped there)" in flat
-    assert (
-        "Zero-shot stays below 0.55 up to step 500: best 0.300 at step 272, 0.250 at the last step." in flat
-    )
-    assert "No readout's pointing passes the class + words prior at any step: best `cosine` 0.200" in flat
-
-
-def test_plot_writes_a_picture(tmp_path: Path) -> None:
-    st = load_script("learning_curve")
-    path = st.plot(curve({0: (0.2, 0.0), 272: (0.4, 0.2), 500: (0.45, 0.25)}), tmp_path / "curve.png")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow

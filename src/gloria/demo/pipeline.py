@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 # each stage's share of a default demo's time (docs/demo.md: pretraining ~300 s, U-Net ~185 s, probe ~40 s of
 # ~570 s on 2 cores); the whole demo's time left is the finished stages' time scaled by their share
 STAGE_SHARE = {"synth": 0.02, "pretrain": 0.53, "zero_shot": 0.03, "retrieval": 0.03, "probe": 0.07,
-               "segmentation": 0.30, "grounding": 0.02, "benchmark": 0.05}  # fmt: skip
+               "segmentation": 0.30, "grounding": 0.02, "benchmark": 0.05,
+               "learning_curve": 0.001}  # fmt: skip
 
 
 def progress_line(finished: list[str], elapsed: float, width: int = 20) -> str:

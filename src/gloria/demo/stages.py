@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gloria.demo import curve, figures, training
 from gloria.demo import evaluate as EV
-from gloria.demo import figures, training
 from gloria.demo import readings as RD
 from gloria.demo.prompts import choose_prompts, corpus_vocabulary
 from gloria.demo.run import DemoRun
@@ -478,4 +478,5 @@ STAGES: tuple[tuple[str, Callable[[DemoRun], None], bool], ...] = (
     ("segmentation", stage_segmentation, False),
     ("grounding", stage_grounding, False),
     ("benchmark", stage_benchmark, False),
+    ("learning_curve", curve.stage_learning_curve, False),
 )
