@@ -272,6 +272,7 @@ def write_markdown(
         f"- `{k}` is scored on its own SynthCXR set: largest-class share {e['chance']['zero_shot']:.3f}, "
         f"P@5 chance {e['chance']['retrieval']:.3f}, pointing baselines "
         + ", ".join(f"{b} {v:.3f}" for b, v in e["priors"].items())
+        + "."
         for k, e in rows.items()
         if e.get("synth")
     ]

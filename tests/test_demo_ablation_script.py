@@ -111,3 +111,17 @@ def test_region_stride_variant_builds_the_finer_grid(tmp_path: Path) -> None:
     ]
     assert (cfgs[0].image.region_stride, cfgs[1].image.region_stride) == (16, 8)
     assert cfgs[1] == cfgs[0].replace(image__region_stride=8)
+
+
+def test_a_synth_row_is_read_against_its_own_set(tmp_path: Path) -> None:
+    st = load_script("pretrain_ablation")
+    own = {**row(0.32, 0.3, 0.1, 0.7), "synth": {"subtlety": 2.0},
+           "chance": {"zero_shot": 0.35, "retrieval": 0.2}}  # fmt: skip
+    rows = {"minilm_report_norm_2x": row(0.32, 0.3, 0.1, 0.7), "synth_subtlety_2": own}
+    out = tmp_path / "ablations.md"
+    base = SIZES["default"].replace(pretrain_epochs=4)
+    st.write_markdown(rows, out, "cmd", base, 0, {"zero_shot": 0.3, "retrieval": 0.22})
+    text = out.read_text()
+    assert "- `synth_subtlety_2` is scored on its own SynthCXR set: largest-class share 0.350" in text
+    # 0.32 beats the shared set's 0.300 but not its own set's 0.350
+    assert "Zero-shot accuracy above the largest-class share 0.300: `minilm_report_norm_2x`." in text
