@@ -41,6 +41,8 @@ def test_record_and_atomic_write(tmp_path: Path) -> None:
         torch.set_num_threads(threads)
     assert meta["torch"] == torch.__version__ and meta["torch_threads"] == 1
     assert len(meta["load_average_start"]) == 3
+    assert meta["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert isinstance(meta["cpu_model"], str) and meta["cpu_model"]
     out = provenance.write(tmp_path / "sub" / "r.json", {"value": 2}, meta)
     data = json.loads(out.read_text())
     assert data["value"] == 2 and data["meta"]["torch_threads"] == 1

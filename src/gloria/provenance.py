@@ -3,7 +3,8 @@
 ``bench/bench_<topic>.py`` and the ``scripts/`` that write data under ``docs/data/`` call :func:`start` before
 measuring and :func:`write` at the end, so every such JSON carries the same ``meta`` record: the command, the
 git commit of the checkout (and whether tracked files had uncommitted changes), torch and Python versions,
-the CPU, torch threads, and the load average at the start and the end (timings on a shared machine move with
+the CPU (its model name and the instruction set torch picked its kernels for: another CPU takes other float
+paths), torch threads, and the load average at the start and the end (timings on a shared machine move with
 it). :func:`write` replaces the file atomically; :func:`spread` is the min / median / max the docs quote and
 :func:`mean_sd` the mean and sample standard deviation over seeds or runs.
 """
@@ -40,6 +41,17 @@ def git_commit(root: Path | None = None) -> dict[str, Any]:
     return {"commit": head, "dirty": bool(dirty)}
 
 
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (``platform.processor()`` off Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def start(threads: int | None = None, *, root: Path | None = None) -> dict[str, Any]:
     """The run's record before measuring. ``threads`` sets torch's thread count (kept as is when None);
     ``root`` is the checkout whose commit is recorded (default: the working directory)."""
@@ -53,6 +65,8 @@ def start(threads: int | None = None, *, root: Path | None = None) -> dict[str, 
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "load_average_start": list(os.getloadavg()),
