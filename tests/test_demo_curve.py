@@ -105,6 +105,7 @@ def test_placement_states_the_run_the_nearest_reference_step_and_what_follows() 
     assert "The reference run (seed 0, the same recipe and data size) at step 200: zero-shot 0.350" in text
     assert "at step 1000 (5.9x this run's step): zero-shot 0.750" in text
     assert "on the rising part of the curve." in text
+    assert "The reference is one run" in text and "spread over seeds" in text
     level = curve({0: (0.2, 0.0), 200: (0.5, 0.15), 1000: (0.52, 0.2)})
     assert "where the curve has levelled off." in " ".join(C.placement(level, point))
 

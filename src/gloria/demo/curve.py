@@ -228,6 +228,9 @@ def placement(record: Mapping[str, Any], point: Mapping[str, Any]) -> list[str]:
         f"The reference run (seed {record['seed']}, the same recipe and data size) at step {near}: zero-shot "
         f"{_accuracy(ref):.3f}, P@5 {ref['p5']['global']:.3f}, best pointing `{name}` {value:.3f}, 1% probe "
         f"{ref['probe']['0.01']['mean']:.3f}.",
+        "The reference is one run: the same recipe and seed on another CPU, thread count or commit takes "
+        "other float paths and can end as far from it as another seed does (docs/learning.md, section 6), "
+        "so a difference is read against the spread over seeds.",
     ]
     later = [s for s in steps if s > at]
     if later:
