@@ -5,6 +5,7 @@
     python scripts/pretrain_ablation.py --device cuda --epochs-scale 4 # longer runs on a GPU
     python scripts/pretrain_ablation.py --threads 1 --seeds 0 1 2 \
         --variants minilm_report_norm_2x false_negatives_same_text        # over seeds: mean, sd, spread
+    python scripts/pretrain_ablation.py --seeds 0 1 2 --measured-only  # the table of the rows kept in --out
 
 One SynthCXR set (the demo's size and seed) is generated once; each variant pretrains through the training
 runner (``gloria.demo.stages.pretrain_model``) and is scored by the demo's evaluation stages: zero-shot
@@ -327,11 +328,21 @@ def findings(rows: dict[str, dict], chance: dict[str, float], priors: dict[str, 
     ]
 
 
+def to_measure(measured: Sequence[str], variants: Sequence[str], train: bool = True) -> list[str]:
+    """The variants of ``variants`` still to pretrain: those not ``measured`` yet, none when not ``train``
+    (``--measured-only``: a table of the rows already kept, a variant missing on a seed left out of it)."""
+    missing = [k for k in variants if k not in measured]
+    if missing and not train:
+        log.info("not measured, left out (--measured-only): %s", ", ".join(missing))
+        return []
+    return missing
+
+
 def measure_seed(
-    base: DemoSettings, seed: int, out: Path, command: str, variants: Sequence[str]
+    base: DemoSettings, seed: int, out: Path, command: str, variants: Sequence[str], train: bool = True
 ) -> tuple[dict[str, dict], dict[str, float]]:
-    """Every variant's row on seed ``seed``'s SynthCXR set (rows kept in ``<out>/ablation.json`` reused)
-    and the set's chance levels."""
+    """Every variant's row on seed ``seed``'s SynthCXR set (rows kept in ``<out>/ablation.json`` reused;
+    with ``train`` False only those) and the set's chance levels."""
     data_run = DemoRun(base, seed, out, command)
     if not (data_run.synth_root / "CheXpert-v1.0" / "master_updated.csv").exists():
         S.stage_synth(data_run)
@@ -344,9 +355,7 @@ def measure_seed(
         if same and earlier.get("seed") == seed:
             rows = {k: v for k, v in earlier["rows"].items() if k in VARIANTS}
             log.info("kept %d variant(s) measured earlier in %s: %s", len(rows), saved, sorted(rows))
-    for key in variants:
-        if key in rows:
-            continue
+    for key in to_measure(list(rows), variants, train):
         rows[key] = run_variant(base, seed, out, csv, key, VARIANTS[key])
         saved.write_text(json.dumps({"base": base.to_dict(), "seed": seed, "rows": rows}, indent=2))
     assert data_run.eval_set is not None
@@ -401,7 +410,9 @@ def write_seeds_markdown(
             f"{cells[m]['mean']:.{digits.get(m, 3)}f} +- {cells[m]['sd']:.{digits.get(m, 3)}f}"
             for m in metric_names
         ]
-        lines.append(f"| `{key}` | {VARIANTS[key].title} | " + " | ".join(text) + " |")
+        measured = sorted(next(iter(cells.values()))["per_seed"], key=int)
+        fewer = f" (seeds {', '.join(measured)} only)" if len(measured) < len(seeds) else ""
+        lines.append(f"| `{key}` | {VARIANTS[key].title}{fewer} | " + " | ".join(text) + " |")
     priors = {m: c for m, c in next(iter(summary.values())).items() if m.startswith("priors ")}
     lines += [
         "",
@@ -429,6 +440,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/ablation")
     parser.add_argument("--write", default="docs/ablations.md")
     parser.add_argument("--data", default=None, help="table JSON (docs/data/<--write stem>.json)")
+    parser.add_argument(
+        "--measured-only",
+        action="store_true",
+        help="train nothing: table the rows kept in --out (a variant missing on a seed is left out there)",
+    )
     args = parser.parse_args(argv)
     meta = provenance.start(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -442,14 +458,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = list(dict.fromkeys(args.seeds))
     data = Path(args.data) if args.data else Path("docs") / "data" / f"{Path(args.write).stem}.json"
     if len(seeds) == 1:
-        rows, chance = measure_seed(base, seeds[0], out, command, args.variants)
+        rows, chance = measure_seed(base, seeds[0], out, command, args.variants, not args.measured_only)
         write_markdown(rows, Path(args.write), command, base, seeds[0], chance)
         record = {"base": base.to_dict(), "seed": seeds[0], "chance": chance, "rows": rows}
     else:
         per_seed, chances = {}, {}
         for seed in seeds:
             per_seed[seed], chances[seed] = measure_seed(
-                base, seed, out / f"seed{seed}", command, args.variants
+                base, seed, out / f"seed{seed}", command, args.variants, not args.measured_only
             )
         summary = summarise(per_seed)
         write_seeds_markdown(summary, Path(args.write), command, base, seeds)

@@ -125,3 +125,18 @@ def test_a_synth_row_is_read_against_its_own_set(tmp_path: Path) -> None:
     assert "- `synth_subtlety_2` is scored on its own SynthCXR set: largest-class share 0.350" in text
     # 0.32 beats the shared set's 0.300 but not its own set's 0.350
     assert "Zero-shot accuracy above the largest-class share 0.300: `minilm_report_norm_2x`." in text
+
+
+def test_measured_only_trains_nothing_and_the_table_names_a_variant_with_fewer_seeds(tmp_path: Path) -> None:
+    st = load_script("pretrain_ablation")
+    assert st.to_measure(["small"], ["small", "minilm"]) == ["minilm"]
+    assert st.to_measure(["small"], ["small", "minilm"], train=False) == []
+    per_seed = {0: {"small": row(0.2, 0.21, 0.0, 1.0), "minilm": row(0.3, 0.2, 0.1, 0.9)},
+                1: {"small": row(0.4, 0.25, 0.1, 0.9)}}  # fmt: skip
+    summary = st.summarise(per_seed)
+    assert summary["minilm"]["zero-shot acc"]["spread"]["n"] == 1
+    out = tmp_path / "seeds.md"
+    st.write_seeds_markdown(summary, out, "python scripts/pretrain_ablation.py", SIZES["default"], [0, 1])
+    text = out.read_text()
+    assert "(lower 4 of 6 layers frozen), one sentence (seeds 0 only) | 0.300 +- 0.000 |" in text
+    assert "one sentence per step (the release) | 0.300 +- 0.141 |" in text
