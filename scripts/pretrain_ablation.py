@@ -72,6 +72,13 @@ class Variant:
         )
 
 
+def on_default(title: str, **change: Any) -> Variant:
+    """The demo's default recipe (`minilm_report_norm_2x`) with one change (a loss option, a SynthCXR knob,
+    the region grid)."""
+    return Variant(title, preset="minilm", full_report=True, epochs_factor=2,
+                   alignment={"local_feature_scale": 10.0}, **change)  # fmt: skip
+
+
 FINE_GRID = {"model": {"config": {"transforms": {"imsize": 208, "crop_size": 192}}}}
 VARIANTS: dict[str, Variant] = {
     "small": Variant("`small`: 4-layer BERT from scratch, one sentence per step (the release)"),
@@ -119,48 +126,28 @@ VARIANTS: dict[str, Variant] = {
         epochs_factor=2,
         alignment={"local_feature_scale": 10.0},
     ),
-    "false_negatives_same_text": Variant(
+    "false_negatives_same_text": on_default(
         "the demo's default (`minilm_report_norm_2x`) with identical texts of a batch positives of each "
         "other (`loss.false_negatives: same_text`)",
-        preset="minilm",
-        full_report=True,
-        epochs_factor=2,
-        alignment={"local_feature_scale": 10.0},
         overrides={"loss": {"false_negatives": "same_text"}},
     ),
-    "synth_subtlety_2": Variant(
+    "synth_subtlety_2": on_default(
         "the demo's default on a SynthCXR set whose findings have twice the contrast (`subtlety` 2; "
         "evaluated on that set)",
-        preset="minilm",
-        full_report=True,
-        epochs_factor=2,
-        alignment={"local_feature_scale": 10.0},
         synth={"subtlety": 2.0},
     ),
-    "synth_no_noise": Variant(
+    "synth_no_noise": on_default(
         "the demo's default on a SynthCXR set without quantum noise (`noise` 0; evaluated on that set)",
-        preset="minilm",
-        full_report=True,
-        epochs_factor=2,
-        alignment={"local_feature_scale": 10.0},
         synth={"noise": 0.0},
     ),
-    "synth_large_findings": Variant(
+    "synth_large_findings": on_default(
         "the demo's default on a SynthCXR set whose focal findings have twice the radius (`finding_scale` "
         "0.9; evaluated on that set)",
-        preset="minilm",
-        full_report=True,
-        epochs_factor=2,
-        alignment={"local_feature_scale": 10.0},
         synth={"finding_scale": 0.9},
     ),
-    "region_stride_8": Variant(
+    "region_stride_8": on_default(
         "the demo's default with a 16x16 region grid (`image.region_stride: 8`: ResNet layer 3 dilated "
         "instead of strided)",
-        preset="minilm",
-        full_report=True,
-        epochs_factor=2,
-        alignment={"local_feature_scale": 10.0},
         overrides={"model": {"config": {"image": {"region_stride": 8}}}},
     ),
     "minilm_report_global": Variant(
