@@ -73,8 +73,8 @@ class Variant:
 
 
 def on_default(title: str, **change: Any) -> Variant:
-    """The demo's default recipe (`minilm_report_norm_2x`) with one change (a loss option, a SynthCXR knob,
-    the region grid)."""
+    """The demo's default recipe (`minilm_report_norm_2x`, no ``change``) or it with one change (a loss
+    option, a SynthCXR knob, the region grid)."""
     return Variant(title, preset="minilm", full_report=True, epochs_factor=2,
                    alignment={"local_feature_scale": 10.0}, **change)  # fmt: skip
 
@@ -119,12 +119,8 @@ VARIANTS: dict[str, Variant] = {
         full_report=True,
         alignment={"local_feature_scale": 10.0},
     ),
-    "minilm_report_norm_2x": Variant(
-        "`minilm`, whole impression, local features as 10 x cosine, 2x the epochs (the demo's default)",
-        preset="minilm",
-        full_report=True,
-        epochs_factor=2,
-        alignment={"local_feature_scale": 10.0},
+    "minilm_report_norm_2x": on_default(
+        "`minilm`, whole impression, local features as 10 x cosine, 2x the epochs (the demo's default)"
     ),
     "false_negatives_same_text": on_default(
         "the demo's default (`minilm_report_norm_2x`) with identical texts of a batch positives of each "
